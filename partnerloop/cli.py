@@ -1,0 +1,285 @@
+"""`partnerloop ...`: the command line. Thin: parse, call a service, print."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from partnerloop.access import service as access
+from partnerloop.affiliates import service as affiliates
+from partnerloop.commissions import service as commissions
+from partnerloop.core import logs, migrate
+from partnerloop.core.clock import utcnow
+from partnerloop.core.db import make_engine, transaction
+from partnerloop.core.errors import DomainError
+from partnerloop.core.money import format_amount
+from partnerloop.core.settings import SETTINGS_DOC, Settings, SettingsError, ensure_secret_key
+from partnerloop.runtime import Runtime, build_runtime
+
+app = typer.Typer(
+    help="partnerloop: self-hosted affiliate platform. Settings come from PARTNERLOOP_* "
+    "environment variables (see `partnerloop settings`).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+api_key_app = typer.Typer(help="Create and manage API keys.", no_args_is_help=True)
+affiliates_app = typer.Typer(help="List and approve affiliates.", no_args_is_help=True)
+commissions_app = typer.Typer(help="List and approve commissions.", no_args_is_help=True)
+app.add_typer(api_key_app, name="api-key")
+app.add_typer(affiliates_app, name="affiliates")
+app.add_typer(commissions_app, name="commissions")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as error:
+        err.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _runtime(settings: Settings | None = None) -> Runtime:
+    settings = settings or _settings()
+    try:
+        runtime = build_runtime(settings)
+    except SettingsError as error:
+        err.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    if not migrate.is_current(runtime.engine):
+        err.print(
+            "[red]The database schema is missing or out of date. Run `partnerloop init` first.[/red]"
+        )
+        raise typer.Exit(2)
+    return runtime
+
+
+def initialise(settings: Settings) -> list[str]:
+    """Data dir, secret key, schema. Safe to run any number of times."""
+    done = []
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if ensure_secret_key(settings):
+        done.append(f"created the secret key {settings.secret_key_path} (mode 0600): back it up")
+    engine = make_engine(settings.database_url)
+    try:
+        if not migrate.is_current(engine):
+            migrate.upgrade(engine)
+            done.append("brought the database schema up to date")
+    finally:
+        engine.dispose()
+    return done
+
+
+@app.command()
+def init() -> None:
+    """Create the data directory, the secret key and the database schema (idempotent)."""
+    settings = _settings()
+    done = initialise(settings)
+    for line in done or ["nothing to do: already initialised"]:
+        out.print(f"- {line}")
+    out.print(f"database: {_redacted(settings.database_url)}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the web server (API, redirects, postbacks). On SQLite it also runs the worker."""
+    import uvicorn
+
+    from partnerloop.web.app import create_app
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    runtime = _runtime(settings)
+    uvicorn.run(
+        create_app(runtime), host=host, port=port, log_level=settings.log_level, access_log=False
+    )
+
+
+@app.command()
+def worker() -> None:
+    """Process the inbox and outbox (run any number of these on PostgreSQL)."""
+    import signal
+    import threading
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    runtime = _runtime(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    job_worker = runtime.make_worker()
+    err.print(f"worker {job_worker.worker_id} running; Ctrl-C to stop")
+    job_worker.run_forever(stop)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port for the demo server.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    traffic: Annotated[
+        bool, typer.Option("--traffic/--no-traffic", help="Feed simulated clicks and orders.")
+    ] = True,
+) -> None:
+    """Initialise, seed a demo program, start the server and feed it simulated traffic."""
+    from partnerloop.simulator.demo import run_demo
+
+    settings = _settings()
+    logs.configure(settings.log_level)
+    initialise(settings)
+    run_demo(_runtime(settings), host=host, port=port, traffic=traffic, console=out)
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """List every setting, its default and what it does."""
+    table = Table("variable", "default", "meaning")
+    for name, (default, meaning) in SETTINGS_DOC.items():
+        table.add_row(name, default, meaning)
+    out.print(table)
+
+
+@api_key_app.command("create")
+def api_key_create(
+    scope: Annotated[str, typer.Option(help="read, write or admin.")] = "admin",
+    program: Annotated[str | None, typer.Option(help="Bind the key to this program id.")] = None,
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "cli",
+) -> None:
+    """Create an API key. The key is printed once, alone on the last line."""
+    runtime = _runtime()
+    try:
+        with transaction(runtime.sessions) as session:
+            if program is not None:
+                from partnerloop.programs import service as programs
+
+                programs.get_or_raise(session, program)
+            created = access.create(
+                session,
+                name=name,
+                scope=access.parse_scope(scope),
+                program_id=program,
+                now=utcnow(),
+            )
+    except DomainError as error:
+        err.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    err.print(
+        f"created {created.key.id} (scope {scope}, {'program ' + program if program else 'all programs'})"
+    )
+    sys.stdout.write(created.secret + "\n")
+
+
+@affiliates_app.command("list")
+def affiliates_list(
+    program: Annotated[str | None, typer.Option(help="Only this program.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="pending, approved, rejected or suspended.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+) -> None:
+    """List affiliates (decrypted for you; e-mails are never stored in plaintext)."""
+    runtime = _runtime()
+    table = Table("id", "name", "email", "status", "programs")
+    try:
+        with runtime.sessions() as session:
+            for row in affiliates.list_affiliates(
+                session, program_id=program, status=status, after=None, limit=limit
+            ):
+                view = affiliates.view(session, runtime.cipher, row)
+                table.add_row(
+                    view.id, view.name, view.email, view.status, ", ".join(view.program_ids)
+                )
+    except DomainError as error:
+        err.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    out.print(table)
+
+
+@affiliates_app.command("approve")
+def affiliates_approve(affiliate_id: str) -> None:
+    """Approve an affiliate so they can get links and earn commissions."""
+    runtime = _runtime()
+    try:
+        with transaction(runtime.sessions) as session:
+            row = affiliates.approve(
+                session, affiliate_id=affiliate_id, program_id=None, now=utcnow()
+            )
+    except DomainError as error:
+        err.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    out.print(f"{row.id}: {row.status}")
+
+
+@commissions_app.command("list")
+def commissions_list(
+    program: Annotated[str | None, typer.Option(help="Only this program.")] = None,
+    affiliate: Annotated[str | None, typer.Option(help="Only this affiliate.")] = None,
+    state: Annotated[
+        str | None, typer.Option(help="pending, approved, paid, declined or reversed.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+) -> None:
+    """List commissions."""
+    runtime = _runtime()
+    table = Table("id", "affiliate", "order", "amount", "state", "hold until")
+    try:
+        with runtime.sessions() as session:
+            rows = commissions.list_commissions(
+                session,
+                program_id=program,
+                affiliate_id=affiliate,
+                state=state,
+                created_from=None,
+                created_to=None,
+                after=None,
+                limit=limit,
+            )
+    except DomainError as error:
+        err.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    for row in rows:
+        table.add_row(
+            row.id,
+            row.affiliate_id,
+            row.order_id,
+            f"{format_amount(row.amount_minor, row.currency)} {row.currency}",
+            row.state,
+            row.hold_until.strftime("%Y-%m-%d"),
+        )
+    out.print(table)
+
+
+@commissions_app.command("approve")
+def commissions_approve(commission_id: str) -> None:
+    """Approve a pending commission before its hold period ends."""
+    runtime = _runtime()
+    try:
+        with transaction(runtime.sessions) as session:
+            row = commissions.approve(
+                session, runtime.cipher, commission_id=commission_id, program_id=None, now=utcnow()
+            )
+    except DomainError as error:
+        err.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    out.print(f"{row.id}: {row.state}")
+
+
+def _redacted(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        user = credentials.split(":")[0]
+        return f"{scheme}{sep}{user}:***@{host}"
+    return url
+
+
+def main() -> None:
+    app()

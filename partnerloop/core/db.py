@@ -1,0 +1,149 @@
+"""Database engine, sessions, the declarative base and dialect-neutral upserts.
+
+One schema serves SQLite (embedded default) and PostgreSQL (scale-out). Where
+the two differ (insert-on-conflict, row locking) the difference lives here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both backends (SQLite has no time zones, so store naive UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
+    if database_url.startswith("sqlite"):
+        engine = create_engine(
+            database_url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=20,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=20,
+        pool_pre_ping=True,
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy's "begin" below decide how a transaction starts.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # WAL: readers never wait for the writer. synchronous=FULL: a commit is on
+        # disk before we acknowledge it (a click's 302, a webhook's 200).
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front. A deferred transaction that reads
+        # and then writes can fail with "database is locked" no matter the timeout,
+        # because SQLite cannot upgrade its lock while another writer waits.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A unit of work: commit on success, roll back on any exception."""
+    with factory() as session, session.begin():
+        yield session
+
+
+def is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _insert(session: Session, table: Table) -> Any:
+    if is_postgresql(session):
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def insert_if_absent(
+    session: Session,
+    table: Table,
+    values: Mapping[str, Any],
+    *,
+    conflict_columns: Sequence[str],
+) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING. True if this call inserted the row.
+
+    Idempotency as a schema fact: two concurrent callers with the same key get
+    one row, and exactly one of them learns it was first.
+    """
+    statement = (
+        _insert(session, table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=list(conflict_columns))
+        # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
+        .returning(*table.primary_key.columns)
+    )
+    return session.execute(statement).first() is not None
+
+
+def upsert_add(
+    session: Session,
+    table: Table,
+    *,
+    key: Mapping[str, Any],
+    increments: Mapping[str, int],
+) -> None:
+    """Insert the row or add the increments to it, atomically (rollup counters)."""
+    statement = _insert(session, table).values(**key, **increments)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(key),
+        set_={name: table.c[name] + statement.excluded[name] for name in increments},
+    )
+    session.execute(statement)

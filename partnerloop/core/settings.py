@@ -1,0 +1,228 @@
+"""Settings come from the environment, once, and are passed in from there.
+
+Every setting is listed in `SETTINGS_DOC` so `partnerloop settings` and the
+README can show them; nothing reads os.environ anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+SECRET_KEY_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
+SQLITE_FILE = "partnerloop.db"
+
+# name -> (default shown to users, what it does)
+SETTINGS_DOC: dict[str, tuple[str, str]] = {
+    "PARTNERLOOP_DATA_DIR": ("./data", "Directory for the SQLite file and the secret key."),
+    "PARTNERLOOP_DATABASE_URL": (
+        "sqlite:///<data dir>/partnerloop.db",
+        "SQLAlchemy URL. PostgreSQL: postgresql+psycopg://user@host/db",
+    ),
+    "PARTNERLOOP_SECRET_KEY": (
+        "<data dir>/secret.key",
+        "Hex master key (64 hex chars) for field encryption and blind indexes. "
+        "Overrides the key file; use it when many machines share one PostgreSQL.",
+    ),
+    "PARTNERLOOP_OLD_SECRET_KEYS": (
+        "",
+        "Comma-separated former master keys, still accepted for decryption during a rotation.",
+    ),
+    "PARTNERLOOP_PUBLIC_URL": (
+        "http://127.0.0.1:8000",
+        "Base URL that tracking links and postback URLs are built on.",
+    ),
+    "PARTNERLOOP_TRUST_FORWARDED_FOR": (
+        "false",
+        "Take the client IP from X-Forwarded-For (only behind a proxy you run).",
+    ),
+    "PARTNERLOOP_WORKER_IN_PROCESS": (
+        "auto",
+        "Run the job worker inside `serve`: auto (yes on SQLite), true or false.",
+    ),
+    "PARTNERLOOP_WORKER_MAX_ATTEMPTS": ("10", "Tries before a job is dead-lettered."),
+    "PARTNERLOOP_WORKER_LEASE_SECONDS": (
+        "60",
+        "How long a claimed job stays locked to its worker; after that another worker may "
+        "take it over (that is how a killed worker's job runs again).",
+    ),
+    "PARTNERLOOP_WORKER_POLL_SECONDS": ("0.5", "Idle wait between polls for new jobs."),
+    "PARTNERLOOP_CLICK_BATCH_MAX": ("1000", "Most clicks written in one group commit."),
+    "PARTNERLOOP_LOG_LEVEL": ("info", "debug, info, warning or error."),
+    "PARTNERLOOP_FAULTS": (
+        "",
+        "Testing aid: name=action pairs (e.g. job.before_commit=sleep:30) that pause or "
+        "crash a process at a named point. Leave empty in production.",
+    ),
+}
+
+
+class SettingsError(Exception):
+    """A setting has a value partnerloop cannot use; the message says which."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key_hex: str | None = None
+    old_secret_keys_hex: tuple[str, ...] = ()
+    trust_forwarded_for: bool = False
+    worker_in_process: bool | None = None  # None: decide by database kind
+    worker_max_attempts: int = 10
+    worker_lease_seconds: float = 60.0
+    worker_poll_seconds: float = 0.5
+    click_batch_max: int = 1000
+    log_level: str = "info"
+    faults: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.data_dir / SECRET_KEY_FILE
+
+    @property
+    def runs_worker_in_process(self) -> bool:
+        if self.worker_in_process is None:
+            return self.is_sqlite
+        return self.worker_in_process
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("PARTNERLOOP_DATA_DIR", "./data")).expanduser().resolve()
+        database_url = env.get("PARTNERLOOP_DATABASE_URL") or f"sqlite:///{data_dir / SQLITE_FILE}"
+        old_keys = tuple(
+            k.strip() for k in env.get("PARTNERLOOP_OLD_SECRET_KEYS", "").split(",") if k.strip()
+        )
+        return cls(
+            data_dir=data_dir,
+            database_url=_normalise_database_url(database_url),
+            public_url=env.get("PARTNERLOOP_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
+            secret_key_hex=env.get("PARTNERLOOP_SECRET_KEY") or None,
+            old_secret_keys_hex=old_keys,
+            trust_forwarded_for=_bool(env, "PARTNERLOOP_TRUST_FORWARDED_FOR", False),
+            worker_in_process=_tristate(env, "PARTNERLOOP_WORKER_IN_PROCESS"),
+            worker_max_attempts=_int(env, "PARTNERLOOP_WORKER_MAX_ATTEMPTS", 10, minimum=1),
+            worker_lease_seconds=_float(env, "PARTNERLOOP_WORKER_LEASE_SECONDS", 60.0),
+            worker_poll_seconds=_float(env, "PARTNERLOOP_WORKER_POLL_SECONDS", 0.5),
+            click_batch_max=_int(env, "PARTNERLOOP_CLICK_BATCH_MAX", 1000, minimum=1),
+            log_level=env.get("PARTNERLOOP_LOG_LEVEL", "info").lower(),
+            faults=_faults(env.get("PARTNERLOOP_FAULTS", "")),
+        )
+
+
+def load_secret_key(settings: Settings) -> bytes:
+    """The master key: from the environment, else from the key file made by `init`."""
+    if settings.secret_key_hex:
+        return _decode_key(settings.secret_key_hex, "PARTNERLOOP_SECRET_KEY")
+    path = settings.secret_key_path
+    if not path.exists():
+        raise SettingsError(
+            f"No secret key at {path}. Run `partnerloop init` first "
+            "(or set PARTNERLOOP_SECRET_KEY)."
+        )
+    return _decode_key(path.read_text().strip(), str(path))
+
+
+def load_old_secret_keys(settings: Settings) -> list[bytes]:
+    return [_decode_key(k, "PARTNERLOOP_OLD_SECRET_KEYS") for k in settings.old_secret_keys_hex]
+
+
+def ensure_secret_key(settings: Settings) -> bool:
+    """Create the key file (mode 0600) if there is none. Returns True if it made one."""
+    if settings.secret_key_hex:
+        return False
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.secret_key_path
+    # O_EXCL: two `init`s racing never overwrite each other's key (that would make
+    # everything the first one encrypted unreadable).
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(32) + "\n")
+    return True
+
+
+def _decode_key(text: str, where: str) -> bytes:
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise SettingsError(f"The secret key in {where} is not hex.") from None
+    if len(key) != 32:
+        raise SettingsError(f"The secret key in {where} must be 32 bytes (64 hex characters).")
+    return key
+
+
+def _normalise_database_url(url: str) -> str:
+    # psycopg 3 is the driver we ship; plain postgresql:// would ask for psycopg2.
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, not {value!r}.")
+
+
+def _tristate(env: Mapping[str, str], name: str) -> bool | None:
+    value = env.get(name, "auto")
+    if value.lower() in ("", "auto"):
+        return None
+    return _bool(env, name, False)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {value!r}.") from None
+    if number < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}.")
+    return number
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {value!r}.") from None
+    if number <= 0:
+        raise SettingsError(f"{name} must be greater than 0.")
+    return number
+
+
+def _faults(text: str) -> dict[str, str]:
+    faults: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, action = part.partition("=")
+        if not sep:
+            raise SettingsError(f"PARTNERLOOP_FAULTS entry {part!r} must look like name=action.")
+        faults[name.strip()] = action.strip()
+    return faults

@@ -1,0 +1,442 @@
+"""Conversions (orders as partnerloop records them), refunds and customers.
+
+`record_conversion` is the one door every order comes through (REST API,
+postback, shop connectors): validate, attribute, commission, roll up and
+announce, all in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from partnerloop.analytics import service as analytics
+from partnerloop.attribution import service as attribution
+from partnerloop.commissions import service as commissions
+from partnerloop.commissions.models import Commission
+from partnerloop.core.clock import day_of
+from partnerloop.core.crypto import FieldCipher, normalise_email
+from partnerloop.core.db import insert_if_absent, is_postgresql
+from partnerloop.core.errors import Conflict, InvalidInput, NotFound
+from partnerloop.core.ids import new_id
+from partnerloop.core.money import format_amount
+from partnerloop.orders.models import Conversion, Customer, Refund
+from partnerloop.programs import service as programs
+from partnerloop.programs.models import Program
+from partnerloop.sync import service as sync
+
+CUSTOMER_EMAIL_FIELD = "customer.email"
+MAX_ORDER_ID = 255
+
+
+@dataclass(frozen=True)
+class OrderInput:
+    """An order in the one shape every source is normalised to."""
+
+    program_id: str
+    order_id: str
+    amount_minor: int
+    currency: str
+    source: str
+    click_id: str | None = None
+    coupon_code: str | None = None
+    customer_email: str | None = None
+    customer_external_id: str | None = None
+    items: list[dict[str, Any]] | None = None
+    ordered_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    conversion: Conversion
+    commissions: list[Commission] = field(default_factory=list)
+    created: bool = True  # False: this order was already recorded (a replay)
+
+
+def _check_program_currency(program: Program, currency: str) -> None:
+    if currency != program.currency:
+        raise InvalidInput(
+            f"This program runs in {program.currency}; report amounts in {program.currency}, "
+            f"not {currency}.",
+            code="currency_mismatch",
+            field="currency",
+        )
+
+
+def _check_order_id(order_id: str) -> str:
+    cleaned = order_id.strip()
+    if not cleaned or len(cleaned) > MAX_ORDER_ID:
+        raise InvalidInput(
+            f"order_id must be 1 to {MAX_ORDER_ID} characters.",
+            code="invalid_order_id",
+            field="order_id",
+        )
+    return cleaned
+
+
+def find_conversion(session: Session, *, program_id: str, order_id: str) -> Conversion | None:
+    return session.scalar(
+        select(Conversion).where(
+            Conversion.program_id == program_id, Conversion.order_id == order_id
+        )
+    )
+
+
+def _replay(session: Session, existing: Conversion, order: OrderInput) -> Recorded:
+    if existing.amount_minor != order.amount_minor or existing.currency != order.currency:
+        raise Conflict(
+            f"Order {existing.order_id} was already recorded with amount "
+            f"{format_amount(existing.amount_minor, existing.currency)} {existing.currency}; "
+            "an order's amount cannot change (report a refund instead).",
+            code="order_conflict",
+            field="amount",
+        )
+    return Recorded(
+        conversion=existing,
+        commissions=commissions.list_for_conversion(session, existing.id),
+        created=False,
+    )
+
+
+def find_or_create_customer(
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    program_id: str,
+    email: str | None,
+    external_id: str | None,
+    now: datetime,
+) -> Customer | None:
+    """The customer by shop id, else by e-mail; created on first sight."""
+    if external_id:
+        key: dict[str, Any] = {"external_id": external_id}
+        conflict = ("program_id", "external_id")
+    elif email:
+        key = {
+            "email_index": cipher.blind_index(normalise_email(email), field=CUSTOMER_EMAIL_FIELD)
+        }
+        conflict = ("program_id", "email_index")
+    else:
+        return None
+    values: dict[str, Any] = {
+        "id": new_id("customer"),
+        "program_id": program_id,
+        "created_at": now,
+        **key,
+    }
+    if email:
+        values["email_enc"] = cipher.encrypt(normalise_email(email), field=CUSTOMER_EMAIL_FIELD)
+        values["email_index"] = cipher.blind_index(
+            normalise_email(email), field=CUSTOMER_EMAIL_FIELD
+        )
+    insert_if_absent(session, Customer.__table__, values, conflict_columns=conflict)  # type: ignore[arg-type]
+    column = next(iter(key))
+    return session.scalars(
+        select(Customer).where(
+            Customer.program_id == program_id, getattr(Customer, column) == key[column]
+        )
+    ).one()
+
+
+def _bind_customer(
+    session: Session, *, customer: Customer, affiliate_id: str, now: datetime
+) -> None:
+    # First affiliate wins, atomically: two orders of a new customer racing each
+    # other cannot both bind them.
+    session.execute(
+        update(Customer)
+        .where(Customer.id == customer.id, Customer.affiliate_id.is_(None))
+        .values(affiliate_id=affiliate_id, bound_at=now)
+    )
+
+
+def record_conversion(
+    session: Session, cipher: FieldCipher, order: OrderInput, *, now: datetime
+) -> Recorded:
+    program = programs.get_or_raise(session, order.program_id)
+    _check_program_currency(program, order.currency)
+    order_id = _check_order_id(order.order_id)
+    if order.customer_email is not None and "@" not in order.customer_email:
+        raise InvalidInput(
+            "customer_email is not an e-mail address.", code="invalid_email", field="customer_email"
+        )
+    existing = find_conversion(session, program_id=program.id, order_id=order_id)
+    if existing is not None:
+        return _replay(session, existing, order)
+
+    ordered_at = order.ordered_at or now
+    customer = find_or_create_customer(
+        session,
+        cipher,
+        program_id=program.id,
+        email=order.customer_email,
+        external_id=order.customer_external_id,
+        now=now,
+    )
+    decided = attribution.attribute(
+        session,
+        program=program,
+        click_id=order.click_id,
+        coupon_code=order.coupon_code,
+        customer_affiliate_id=customer.affiliate_id if customer else None,
+        ordered_at=ordered_at,
+    )
+    conversion_id = new_id("conversion")
+    inserted = insert_if_absent(
+        session,
+        Conversion.__table__,  # type: ignore[arg-type]
+        {
+            "id": conversion_id,
+            "program_id": program.id,
+            "order_id": order_id,
+            "amount_minor": order.amount_minor,
+            "currency": order.currency,
+            "refunded_minor": 0,
+            "items": order.items,
+            "click_id": order.click_id,
+            "coupon_code": order.coupon_code,
+            "customer_id": customer.id if customer else None,
+            "affiliate_id": decided.affiliate_id,
+            "attribution": decided.method,
+            "source": order.source,
+            "ordered_at": ordered_at,
+            "created_at": now,
+        },
+        conflict_columns=("program_id", "order_id"),
+    )
+    if not inserted:
+        # A concurrent report of the same order won the race; it did all the work.
+        winner = find_conversion(session, program_id=program.id, order_id=order_id)
+        assert winner is not None
+        return _replay(session, winner, order)
+
+    conversion = session.get_one(Conversion, conversion_id)
+    day = day_of(ordered_at)
+    analytics.add(
+        session,
+        program_id=program.id,
+        affiliate_id=decided.affiliate_id,
+        day=day,
+        increments={"conversions": 1, "revenue_minor": order.amount_minor},
+    )
+    if customer is not None and decided.affiliate_id is not None:
+        _bind_customer(session, customer=customer, affiliate_id=decided.affiliate_id, now=now)
+
+    if decided.affiliate_id is not None:
+        commissions.create_for_order(
+            session,
+            cipher,
+            facts=commissions.OrderFacts(
+                conversion_id=conversion.id,
+                program_id=program.id,
+                order_id=order_id,
+                affiliate_id=decided.affiliate_id,
+                gross_minor=order.amount_minor,
+                refunded_minor=0,
+                currency=order.currency,
+                day=day,
+            ),
+            now=now,
+        )
+    sync.publish(
+        session,
+        cipher,
+        program_id=program.id,
+        topic="conversion.created",
+        data=conversion_event(conversion),
+        key=conversion.id,
+        now=now,
+    )
+    _apply_pending_refunds(session, cipher, conversion=conversion, now=now)
+    return Recorded(
+        conversion=conversion, commissions=commissions.list_for_conversion(session, conversion.id)
+    )
+
+
+def conversion_event(conversion: Conversion) -> dict[str, Any]:
+    return {
+        "id": conversion.id,
+        "order_id": conversion.order_id,
+        "amount": format_amount(conversion.amount_minor, conversion.currency),
+        "currency": conversion.currency,
+        "affiliate_id": conversion.affiliate_id,
+        "attribution": conversion.attribution,
+        "click_id": conversion.click_id,
+    }
+
+
+# --- refunds ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    refund: Refund
+    created: bool  # False: a replay of a refund_id we already hold
+    applied: bool  # False: its order has not arrived yet; applied when it does
+
+
+def record_refund(
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    program_id: str,
+    order_id: str,
+    amount_minor: int,
+    currency: str,
+    refund_id: str | None,
+    now: datetime,
+) -> RefundResult:
+    program = programs.get_or_raise(session, program_id)
+    _check_program_currency(program, currency)
+    order_id = _check_order_id(order_id)
+    if amount_minor <= 0:
+        raise InvalidInput(
+            "A refund amount must be greater than zero.", code="invalid_amount", field="amount"
+        )
+    if refund_id is not None:
+        known = session.scalar(
+            select(Refund).where(Refund.program_id == program_id, Refund.refund_id == refund_id)
+        )
+        if known is not None:
+            return _refund_replay(known, order_id=order_id, amount_minor=amount_minor)
+
+    conversion = _lock_conversion(session, program_id=program_id, order_id=order_id)
+    if (
+        conversion is not None
+        and conversion.refunded_minor + amount_minor > conversion.amount_minor
+    ):
+        left = conversion.amount_minor - conversion.refunded_minor
+        raise InvalidInput(
+            f"The refund ({format_amount(amount_minor, currency)}) is larger than what is left of "
+            f"order {order_id} ({format_amount(left, currency)} of "
+            f"{format_amount(conversion.amount_minor, currency)}).",
+            code="refund_exceeds_order",
+            field="amount",
+        )
+    refund_row_id = new_id("refund")
+    inserted = insert_if_absent(
+        session,
+        Refund.__table__,  # type: ignore[arg-type]
+        {
+            "id": refund_row_id,
+            "program_id": program_id,
+            "order_id": order_id,
+            "refund_id": refund_id,
+            "amount_minor": amount_minor,
+            "currency": currency,
+            "created_at": now,
+        },
+        conflict_columns=("program_id", "refund_id"),
+    )
+    if not inserted:  # the same refund_id, reported concurrently
+        known = session.scalars(
+            select(Refund).where(Refund.program_id == program_id, Refund.refund_id == refund_id)
+        ).one()
+        return _refund_replay(known, order_id=order_id, amount_minor=amount_minor)
+    refund = session.get_one(Refund, refund_row_id)
+    if conversion is not None:
+        _apply(session, cipher, conversion=conversion, refund=refund, now=now)
+    return RefundResult(refund=refund, created=True, applied=conversion is not None)
+
+
+def _refund_replay(known: Refund, *, order_id: str, amount_minor: int) -> RefundResult:
+    if known.order_id != order_id or known.amount_minor != amount_minor:
+        raise Conflict(
+            f"Refund {known.refund_id} was already recorded for order {known.order_id} with amount "
+            f"{format_amount(known.amount_minor, known.currency)}.",
+            code="refund_conflict",
+            field="refund_id",
+        )
+    return RefundResult(refund=known, created=False, applied=known.applied_at is not None)
+
+
+def _lock_conversion(session: Session, *, program_id: str, order_id: str) -> Conversion | None:
+    # Two refunds of one order at once must not both pass the "not more than the
+    # order" check: hold the order's row until this transaction ends.
+    query = select(Conversion).where(
+        Conversion.program_id == program_id, Conversion.order_id == order_id
+    )
+    if is_postgresql(session):
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def _apply(
+    session: Session, cipher: FieldCipher, *, conversion: Conversion, refund: Refund, now: datetime
+) -> None:
+    # A refund that arrived before its order may exceed it; apply what fits.
+    applied = min(refund.amount_minor, conversion.amount_minor - conversion.refunded_minor)
+    conversion.refunded_minor += applied
+    refund.conversion_id = conversion.id
+    refund.applied_at = now
+    analytics.add(
+        session,
+        program_id=conversion.program_id,
+        affiliate_id=conversion.affiliate_id,
+        day=day_of(conversion.ordered_at),
+        increments={"revenue_minor": -applied},
+    )
+    commissions.apply_refunds(
+        session,
+        cipher,
+        conversion_id=conversion.id,
+        gross_minor=conversion.amount_minor,
+        refunded_minor=conversion.refunded_minor,
+        now=now,
+    )
+
+
+def _apply_pending_refunds(
+    session: Session, cipher: FieldCipher, *, conversion: Conversion, now: datetime
+) -> None:
+    pending = session.scalars(
+        select(Refund)
+        .where(
+            Refund.program_id == conversion.program_id,
+            Refund.order_id == conversion.order_id,
+            Refund.conversion_id.is_(None),
+        )
+        .order_by(Refund.id)
+    )
+    for refund in pending:
+        _apply(session, cipher, conversion=conversion, refund=refund, now=now)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def get_conversion_or_raise(
+    session: Session, conversion_id: str, *, program_id: str | None
+) -> Conversion:
+    conversion = session.get(Conversion, conversion_id)
+    if conversion is None or (program_id is not None and conversion.program_id != program_id):
+        raise NotFound(f"No conversion {conversion_id}.", code="conversion_not_found")
+    return conversion
+
+
+def list_conversions(
+    session: Session,
+    *,
+    program_id: str | None,
+    affiliate_id: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+    after: str | None,
+    limit: int,
+) -> list[Conversion]:
+    query = select(Conversion).order_by(Conversion.id).limit(limit)
+    if program_id is not None:
+        query = query.where(Conversion.program_id == program_id)
+    if affiliate_id is not None:
+        query = query.where(Conversion.affiliate_id == affiliate_id)
+    if created_from is not None:
+        query = query.where(Conversion.created_at >= created_from)
+    if created_to is not None:
+        query = query.where(Conversion.created_at < created_to)
+    if after is not None:
+        query = query.where(Conversion.id > after)
+    return list(session.scalars(query))

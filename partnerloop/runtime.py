@@ -1,0 +1,77 @@
+"""Process assembly: settings -> engine, sessions, cipher, worker registry.
+
+Every process (serve, worker, CLI commands, tests) builds one Runtime and
+passes it down; nothing below this reads settings or opens engines itself.
+The worker's set of jobs is listed here, in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from partnerloop.commissions import service as commissions
+from partnerloop.core.crypto import FieldCipher
+from partnerloop.core.db import make_engine, make_sessionmaker
+from partnerloop.core.faults import Faults
+from partnerloop.core.settings import Settings, load_old_secret_keys, load_secret_key
+from partnerloop.integrations.postback import handler as postback
+from partnerloop.sync.fanout import Subscriber, make_fanout
+from partnerloop.sync.service import FANOUT_KIND
+from partnerloop.sync.worker import PeriodicTask, Registry, Worker
+
+APPROVE_DUE_EVERY_SECONDS = 30.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    cipher: FieldCipher
+    faults: Faults
+    subscribers: list[Subscriber] = field(default_factory=list)
+
+    def registry(self) -> Registry:
+        cipher = self.cipher
+
+        def approve_due(session: Session, now: datetime) -> int:
+            return commissions.approve_due(session, cipher, now=now)
+
+        return Registry(
+            inbound={postback.KIND: postback.make_handler(cipher)},
+            local={FANOUT_KIND: make_fanout(cipher, self.subscribers)},
+            remote={},
+            periodic=[
+                PeriodicTask("approve_due_commissions", APPROVE_DUE_EVERY_SECONDS, approve_due)
+            ],
+        )
+
+    def make_worker(self, *, registry: Registry | None = None) -> Worker:
+        return Worker(
+            session_factory=self.sessions,
+            cipher=self.cipher,
+            registry=registry or self.registry(),
+            max_attempts=self.settings.worker_max_attempts,
+            lease_seconds=self.settings.worker_lease_seconds,
+            poll_seconds=self.settings.worker_poll_seconds,
+            faults=self.faults,
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    engine = make_engine(settings.database_url)
+    cipher = FieldCipher(load_secret_key(settings), load_old_secret_keys(settings))
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        cipher=cipher,
+        faults=Faults(settings.faults),
+    )

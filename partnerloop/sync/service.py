@@ -1,0 +1,367 @@
+"""The inbox and the outbox: durable hand-offs between processes and systems.
+
+Writers call `receive` (something arrived) or `enqueue`/`publish` (something
+must go out) inside their own transaction, so the record commits together with
+the business rows or not at all. Workers claim due rows with a lease, process
+them, and record the outcome; see worker.py.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from partnerloop.core.crypto import FieldCipher
+from partnerloop.core.db import insert_if_absent
+from partnerloop.core.errors import Conflict, InvalidInput, NotFound
+from partnerloop.core.ids import new_id
+from partnerloop.sync.models import InboundEvent, OutboxMessage
+
+INBOUND_STATES = ("pending", "retry", "processed", "rejected", "dead")
+OUTBOX_STATES = ("pending", "retry", "delivered", "dead")
+DUE_STATES = ("pending", "retry")
+
+# Domain events go to one fan-out destination first; the fan-out job copies
+# each event to every subscriber (webhook endpoints, CRMs) known at that time.
+# Domains stay ignorant of who listens.
+FANOUT_KIND = "fanout"
+FANOUT_DESTINATION = "events"
+
+PAYLOAD_FIELD = "sync.payload"
+MAX_ERROR_CHARS = 2000
+MAX_BACKOFF_SECONDS = 3600.0
+MAX_RETRY_AFTER_SECONDS = 86400.0
+
+Job = TypeVar("Job", InboundEvent, OutboxMessage)
+
+
+@dataclass(frozen=True)
+class Received:
+    event: InboundEvent
+    created: bool  # False: a redelivery of an event we already hold
+
+
+def receive(
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    kind: str,
+    source: str,
+    external_id: str,
+    topic: str,
+    payload: bytes,
+    program_id: str | None,
+    now: datetime,
+    rejected_reason: str | None = None,
+) -> Received:
+    """Store an inbound event once per (source, external id); a duplicate is a no-op."""
+    event_id = new_id("inbound_event")
+    created = insert_if_absent(
+        session,
+        InboundEvent.__table__,  # type: ignore[arg-type]
+        {
+            "id": event_id,
+            "kind": kind,
+            "source": source,
+            "external_id": external_id,
+            "topic": topic,
+            "program_id": program_id,
+            "payload_enc": cipher.encrypt(payload.decode("utf-8", "replace"), field=PAYLOAD_FIELD),
+            "state": "rejected" if rejected_reason else "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": rejected_reason,
+            "received_at": now,
+        },
+        conflict_columns=("source", "external_id"),
+    )
+    event = session.scalars(
+        select(InboundEvent).where(
+            InboundEvent.source == source, InboundEvent.external_id == external_id
+        )
+    ).one()
+    return Received(event=event, created=created)
+
+
+def enqueue(
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    destination_kind: str,
+    destination_id: str,
+    topic: str,
+    payload: dict[str, Any],
+    idempotency_key: str,
+    program_id: str | None,
+    now: datetime,
+) -> bool:
+    """Queue a message once per (destination, idempotency key). True if new."""
+    return insert_if_absent(
+        session,
+        OutboxMessage.__table__,  # type: ignore[arg-type]
+        {
+            "id": new_id("outbox_message"),
+            "destination_kind": destination_kind,
+            "destination_id": destination_id,
+            "topic": topic,
+            "idempotency_key": idempotency_key,
+            "program_id": program_id,
+            "payload_enc": cipher.encrypt(json.dumps(payload, sort_keys=True), field=PAYLOAD_FIELD),
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        },
+        conflict_columns=("destination_kind", "destination_id", "idempotency_key"),
+    )
+
+
+def publish(
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    program_id: str,
+    topic: str,
+    data: dict[str, Any],
+    key: str,
+    now: datetime,
+) -> None:
+    """Announce a domain event (e.g. conversion.created). `key` makes it idempotent."""
+    enqueue(
+        session,
+        cipher,
+        destination_kind=FANOUT_KIND,
+        destination_id=FANOUT_DESTINATION,
+        topic=topic,
+        payload={
+            "type": topic,
+            "program_id": program_id,
+            "occurred_at": now.isoformat(),
+            "data": data,
+        },
+        idempotency_key=f"{topic}:{key}",
+        program_id=program_id,
+        now=now,
+    )
+
+
+def read_payload(cipher: FieldCipher, job: InboundEvent | OutboxMessage) -> str:
+    return cipher.decrypt(job.payload_enc, field=PAYLOAD_FIELD)
+
+
+# --- claiming and outcomes (used by the worker) --------------------------------------------
+
+
+def claim(
+    session: Session,
+    model: type[Job],
+    *,
+    worker_id: str,
+    limit: int,
+    lease_seconds: float,
+    now: datetime,
+) -> list[str]:
+    """Lease up to `limit` due jobs to this worker. The caller commits.
+
+    A job whose lease ran out (its worker died) is due again: that is how a
+    killed worker's job runs again. attempts counts claims, so a job that
+    crashes its worker every time still reaches the dead-letter state.
+    """
+    due = (
+        model.state.in_(DUE_STATES)
+        & (model.next_attempt_at <= now)
+        & or_(model.locked_until.is_(None), model.locked_until < now)
+    )
+    # SKIP LOCKED: many workers on PostgreSQL take disjoint batches without waiting
+    # on each other. SQLite ignores it; its write lock serialises claims instead.
+    ids = list(
+        session.scalars(
+            select(model.id)
+            .where(due)
+            .order_by(model.next_attempt_at, model.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        session.execute(
+            update(model)
+            .where(model.id.in_(ids))
+            .values(
+                locked_by=worker_id,
+                locked_until=now + timedelta(seconds=lease_seconds),
+                attempts=model.attempts + 1,
+            )
+        )
+    return ids
+
+
+def load_claimed(session: Session, model: type[Job], job_id: str, *, worker_id: str) -> Job | None:
+    """The job, if this worker still holds it (its lease may have been taken over)."""
+    job = session.get(model, job_id, populate_existing=True)
+    if job is None or job.locked_by != worker_id:
+        return None
+    return job
+
+
+class LostLease(Exception):
+    """Another worker took the job over; this worker's work must not commit."""
+
+
+def _finish(
+    session: Session, model: type[Job], job_id: str, *, worker_id: str, values: dict[str, Any]
+) -> None:
+    result = session.execute(
+        update(model)
+        .where(model.id == job_id, model.locked_by == worker_id)
+        .values(locked_by=None, locked_until=None, **values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise LostLease(job_id)
+
+
+def mark_done(
+    session: Session, model: type[Job], job_id: str, *, worker_id: str, now: datetime
+) -> None:
+    if model is InboundEvent:
+        values: dict[str, Any] = {"state": "processed", "handled_at": now, "last_error": None}
+    else:
+        values = {"state": "delivered", "delivered_at": now, "last_error": None}
+    _finish(session, model, job_id, worker_id=worker_id, values=values)
+
+
+def mark_rejected(session: Session, job_id: str, *, worker_id: str, reason: str) -> None:
+    _finish(
+        session,
+        InboundEvent,
+        job_id,
+        worker_id=worker_id,
+        values={"state": "rejected", "last_error": reason[:MAX_ERROR_CHARS]},
+    )
+
+
+def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
+    """Exponential backoff (2 s, 4 s, 8 s, ... capped at an hour) with equal jitter:
+    half the delay is fixed, half random, so retries of many jobs that failed
+    together (a CRM outage) spread out instead of stampeding back at once."""
+    delay = min(MAX_BACKOFF_SECONDS, 2.0 * 2.0 ** max(0, attempts - 1))
+    jitter: float = (rng or random).uniform(0, delay / 2)
+    return delay / 2 + jitter
+
+
+def mark_failed(
+    session: Session,
+    model: type[Job],
+    job_id: str,
+    *,
+    worker_id: str,
+    error: str,
+    max_attempts: int,
+    now: datetime,
+    retry_after: float | None = None,
+) -> str:
+    """Schedule a retry, or dead-letter after the last attempt. Returns the new state."""
+    job = session.get(model, job_id, populate_existing=True)
+    if job is None:
+        raise LostLease(job_id)
+    if job.attempts >= max_attempts:
+        state, next_at = "dead", now
+    else:
+        delay = backoff_seconds(job.attempts)
+        if retry_after is not None:
+            delay = min(max(retry_after, 0.0), MAX_RETRY_AFTER_SECONDS)
+        state, next_at = "retry", now + timedelta(seconds=delay)
+    _finish(
+        session,
+        model,
+        job_id,
+        worker_id=worker_id,
+        values={"state": state, "next_attempt_at": next_at, "last_error": error[:MAX_ERROR_CHARS]},
+    )
+    return state
+
+
+def dead_letter_exhausted(
+    session: Session, model: type[Job], *, max_attempts: int, now: datetime
+) -> int:
+    """Jobs whose every attempt ended with a dead worker (no error was ever recorded)."""
+    result = session.execute(
+        update(model)
+        .where(
+            model.state.in_(DUE_STATES),
+            model.attempts >= max_attempts,
+            model.locked_until < now,
+        )
+        .values(
+            state="dead",
+            locked_by=None,
+            locked_until=None,
+            last_error=f"gave up after {max_attempts} attempts; the last worker stopped mid-job",
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- reading and replaying (the API's view) ----------------------------------------------
+
+
+def list_jobs(
+    session: Session,
+    model: type[Job],
+    *,
+    program_id: str | None,
+    state: str | None,
+    after: str | None,
+    limit: int,
+) -> list[Job]:
+    states = INBOUND_STATES if model is InboundEvent else OUTBOX_STATES
+    query = select(model).order_by(model.id).limit(limit)
+    if program_id is not None:
+        query = query.where(model.program_id == program_id)
+    if state is not None:
+        if state not in states:
+            raise InvalidInput(
+                f"state must be one of {', '.join(states)}.", code="invalid_state", field="state"
+            )
+        query = query.where(model.state == state)
+    if after is not None:
+        query = query.where(model.id > after)
+    return list(session.scalars(query))
+
+
+def get_or_raise(session: Session, model: type[Job], job_id: str, *, program_id: str | None) -> Job:
+    job = session.get(model, job_id)
+    if job is None or (program_id is not None and job.program_id != program_id):
+        raise NotFound(f"No job {job_id}.", code="job_not_found")
+    return job
+
+
+def replay(
+    session: Session, model: type[Job], job_id: str, *, program_id: str | None, now: datetime
+) -> Job:
+    """Put a dead or rejected job back in the queue with a fresh set of attempts."""
+    job = get_or_raise(session, model, job_id, program_id=program_id)
+    if job.state not in ("dead", "rejected"):
+        raise Conflict(
+            f"Only dead or rejected jobs can be replayed; this one is {job.state}.",
+            code="not_replayable",
+        )
+    job.state = "pending"
+    job.attempts = 0
+    job.next_attempt_at = now
+    job.locked_by = None
+    job.locked_until = None
+    return job
+
+
+def counts(session: Session, model: type[Job], *, program_id: str | None) -> dict[str, int]:
+    query = select(model.state, func.count()).group_by(model.state)
+    if program_id is not None:
+        query = query.where(model.program_id == program_id)
+    return {state: int(number) for state, number in session.execute(query)}

@@ -1,0 +1,310 @@
+"""The worker: claims inbox and outbox jobs, runs them, records the outcome.
+
+Exactly-once effects for jobs that change our own database: the handler's
+writes and the job's "done" mark commit in one transaction, and the mark only
+succeeds while this worker still holds the lease. If the worker dies before
+the commit, nothing of the job remains, the lease runs out, and another
+worker (or this one restarted) runs it again.
+
+Calls to remote systems cannot share our transaction: they are delivered at
+least once, carrying the message id as idempotency key, and marked delivered
+only after the remote side accepted them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from partnerloop.core.clock import utcnow
+from partnerloop.core.crypto import FieldCipher
+from partnerloop.core.db import transaction
+from partnerloop.core.faults import NO_FAULTS, Faults
+from partnerloop.sync import service
+from partnerloop.sync.models import InboundEvent, OutboxMessage
+
+log = logging.getLogger("partnerloop.worker")
+
+
+class RejectEvent(Exception):
+    """Raised by a handler for data that will never be processable as it is
+    (a validation failure): the event is kept as `rejected` with this reason
+    instead of being retried."""
+
+
+class InboundHandler(Protocol):
+    def __call__(
+        self, session: Session, event: InboundEvent, payload: str, now: datetime
+    ) -> None: ...
+
+
+class LocalHandler(Protocol):
+    """An outbox job whose effect is in our own database (e.g. the event fan-out)."""
+
+    def __call__(
+        self, session: Session, message: OutboxMessage, payload: dict[str, Any], now: datetime
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    error: str | None = None
+    retry_after: float | None = None  # seconds, from the remote side (429 Retry-After)
+    permanent: bool = False  # retrying cannot help (e.g. 400 on our payload): dead-letter now
+
+
+class RemoteDeliverer(Protocol):
+    """Delivers an outbox message to a remote system; runs outside any transaction."""
+
+    def __call__(self, message: OutboxMessage, payload: dict[str, Any]) -> Outcome: ...
+
+
+@dataclass(frozen=True)
+class PeriodicTask:
+    name: str
+    every_seconds: float
+    run: Callable[[Session, datetime], int]
+
+
+@dataclass
+class Registry:
+    """What the worker can do, keyed by InboundEvent.kind and OutboxMessage.destination_kind.
+
+    Assembled in one place (partnerloop.runtime) so the set of jobs is visible
+    in one file; a job kind with no entry here is reported, never dropped.
+    """
+
+    inbound: Mapping[str, InboundHandler] = field(default_factory=dict)
+    local: Mapping[str, LocalHandler] = field(default_factory=dict)
+    remote: Mapping[str, RemoteDeliverer] = field(default_factory=dict)
+    periodic: Sequence[PeriodicTask] = ()
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        cipher: FieldCipher,
+        registry: Registry,
+        max_attempts: int,
+        lease_seconds: float,
+        poll_seconds: float,
+        faults: Faults = NO_FAULTS,
+        worker_id: str | None = None,
+        batch_size: int = 50,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._sessions = session_factory
+        self._cipher = cipher
+        self._registry = registry
+        self._max_attempts = max_attempts
+        self._lease = lease_seconds
+        self._poll = poll_seconds
+        self._faults = faults
+        self.worker_id = worker_id or default_worker_id()
+        self._batch = batch_size
+        self._clock = clock
+        self._wake = threading.Event()
+        self._last_periodic: dict[str, float] = {}
+
+    # --- loop -----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Poke an idle worker: new work was just committed."""
+        self._wake.set()
+
+    def run_forever(self, stop: threading.Event) -> None:
+        log.info("worker %s started", self.worker_id)
+        while not stop.is_set():
+            try:
+                did = self.run_once()
+            except Exception:  # the loop must survive a database hiccup
+                log.exception("worker iteration failed")
+                did = 0
+            if did == 0:
+                self._wake.wait(self._poll)
+                self._wake.clear()
+        log.info("worker %s stopped", self.worker_id)
+
+    def run_once(self) -> int:
+        """One pass over everything due. Returns how many jobs it ran."""
+        done = self._run_periodic()
+        for event_id in self._claim(InboundEvent):
+            self._run_inbound(event_id)
+            done += 1
+        for message_id in self._claim(OutboxMessage):
+            self._run_outbox(message_id)
+            done += 1
+        return done
+
+    def _claim(self, model: type[service.Job]) -> list[str]:
+        with transaction(self._sessions) as session:
+            service.dead_letter_exhausted(
+                session, model, max_attempts=self._max_attempts, now=self._clock()
+            )
+            return service.claim(
+                session,
+                model,
+                worker_id=self.worker_id,
+                limit=self._batch,
+                lease_seconds=self._lease,
+                now=self._clock(),
+            )
+
+    def drain(self, *, max_rounds: int = 100) -> int:
+        """Run until nothing is due (tests, CLI one-shots). Returns jobs run."""
+        total = 0
+        for _ in range(max_rounds):
+            ran = self.run_once()
+            total += ran
+            if ran == 0:
+                break
+        return total
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    def _run_inbound(self, job_id: str) -> None:
+        def body(session: Session, event: InboundEvent, now: datetime) -> None:
+            handler = self._registry.inbound.get(event.kind)
+            if handler is None:
+                raise LookupError(f"no handler for inbound events of kind {event.kind!r}")
+            handler(session, event, service.read_payload(self._cipher, event), now)
+
+        self._run_in_transaction(InboundEvent, job_id, body)
+
+    def _run_outbox(self, job_id: str) -> None:
+        with transaction(self._sessions) as session:
+            message = service.load_claimed(session, OutboxMessage, job_id, worker_id=self.worker_id)
+            if message is None:
+                return
+            kind = message.destination_kind
+        if kind in self._registry.local:
+
+            def body(session: Session, message: OutboxMessage, now: datetime) -> None:
+                payload = json.loads(service.read_payload(self._cipher, message))
+                self._registry.local[kind](session, message, payload, now)
+
+            self._run_in_transaction(OutboxMessage, job_id, body)
+            return
+        deliverer = self._registry.remote.get(kind)
+        if deliverer is None:
+            outcome = Outcome(ok=False, error=f"no deliverer for destination kind {kind!r}")
+        else:
+            payload = json.loads(service.read_payload(self._cipher, message))
+            self._faults.checkpoint("delivery.before_send")
+            try:
+                outcome = deliverer(message, payload)
+            except Exception as error:  # a deliverer bug must not lose the message
+                outcome = Outcome(ok=False, error=_describe(error))
+        self._record_outcome(job_id, outcome)
+
+    def _record_outcome(self, job_id: str, outcome: Outcome) -> None:
+        try:
+            with transaction(self._sessions) as session:
+                now = self._clock()
+                if outcome.ok:
+                    service.mark_done(
+                        session, OutboxMessage, job_id, worker_id=self.worker_id, now=now
+                    )
+                    return
+                state = service.mark_failed(
+                    session,
+                    OutboxMessage,
+                    job_id,
+                    worker_id=self.worker_id,
+                    error=outcome.error or "delivery failed",
+                    max_attempts=1 if outcome.permanent else self._max_attempts,
+                    now=now,
+                    retry_after=outcome.retry_after,
+                )
+                log.warning("outbox %s not delivered (%s): %s", job_id, state, outcome.error)
+        except service.LostLease:
+            log.warning("outbox %s: lease lost before the outcome was recorded", job_id)
+
+    def _run_in_transaction(
+        self,
+        model: type[service.Job],
+        job_id: str,
+        body: Callable[[Session, Any, datetime], None],
+    ) -> None:
+        try:
+            with transaction(self._sessions) as session:
+                job = service.load_claimed(session, model, job_id, worker_id=self.worker_id)
+                if job is None:
+                    return
+                now = self._clock()
+                body(session, job, now)
+                service.mark_done(session, model, job_id, worker_id=self.worker_id, now=now)
+                self._faults.checkpoint("job.before_commit")
+            self._faults.checkpoint("job.after_commit")
+        except service.LostLease:
+            log.warning("job %s: lease lost, its work was rolled back", job_id)
+        except RejectEvent as reason:
+            self._settle(model, job_id, rejected=str(reason))
+        except Exception as error:
+            log.warning("job %s failed: %s", job_id, _describe(error))
+            self._settle(model, job_id, error=_describe(error), trace=traceback.format_exc())
+
+    def _settle(
+        self,
+        model: type[service.Job],
+        job_id: str,
+        *,
+        rejected: str | None = None,
+        error: str | None = None,
+        trace: str | None = None,
+    ) -> None:
+        try:
+            with transaction(self._sessions) as session:
+                if rejected is not None:
+                    service.mark_rejected(
+                        session, job_id, worker_id=self.worker_id, reason=rejected
+                    )
+                    return
+                service.mark_failed(
+                    session,
+                    model,
+                    job_id,
+                    worker_id=self.worker_id,
+                    error=f"{error}\n{trace or ''}".strip(),
+                    max_attempts=self._max_attempts,
+                    now=self._clock(),
+                )
+        except service.LostLease:
+            log.warning("job %s: lease lost before its failure was recorded", job_id)
+
+    def _run_periodic(self) -> int:
+        ran = 0
+        for task in self._registry.periodic:
+            last = self._last_periodic.get(task.name, 0.0)
+            if time.monotonic() - last < task.every_seconds:
+                continue
+            self._last_periodic[task.name] = time.monotonic()
+            try:
+                with transaction(self._sessions) as session:
+                    ran += task.run(session, self._clock())
+            except Exception:
+                log.exception("periodic task %s failed", task.name)
+        return ran
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,114 @@
+"""RFC 9457 problem+json for every error the API returns.
+
+Each problem carries a stable `code` clients can branch on and, where one
+field is at fault, `field` (dotted path, e.g. commission.value).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from partnerloop.core.errors import DomainError
+
+log = logging.getLogger("partnerloop.web")
+
+PROBLEM_TYPE = "https://partnerloop.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(
+    status: int, *, code: str, title: str, detail: str, field: str | None = None, **extra: Any
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if field is not None:
+        body["field"] = field
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE)
+
+
+def _field_path(loc: Any) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if part.isdigit() else (f".{part}" if path else part)
+    return path
+
+
+def _validation_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(error.get("type") == "json_invalid" for error in errors):
+        return problem(
+            400,
+            code="malformed_json",
+            title="Malformed JSON",
+            detail="The request body is not valid JSON.",
+        )
+    first = errors[0] if errors else {"loc": (), "msg": "invalid input", "type": "value_error"}
+    field = _field_path(first.get("loc", ()))
+    if first.get("type") == "missing":
+        code, detail = "missing_field", f"{field} is required."
+    elif field == "" and first.get("type") in ("model_attributes_type", "dict_type"):
+        code, detail = "invalid_body", "The request body must be a JSON object."
+        field = ""
+    else:
+        code, detail = "invalid_field", f"{field}: {first.get('msg', 'invalid value')}."
+    return problem(
+        422,
+        code=code,
+        title="Invalid input",
+        detail=detail,
+        field=field or None,
+        errors=[
+            {
+                "field": _field_path(e.get("loc", ())),
+                "message": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
+            for e in errors
+        ],
+    )
+
+
+def _domain_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return problem(exc.status, code=exc.code, title=exc.title, detail=exc.detail, field=exc.field)
+
+
+def _http_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return problem(exc.status_code, code=code, title=str(exc.detail), detail=str(exc.detail))
+
+
+def _unexpected_problem(request: Request, exc: Exception) -> JSONResponse:
+    # Never leak internals; the log has the trace (and no personal data: we log
+    # the exception type and path only).
+    log.error(
+        "unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc
+    )
+    return problem(
+        500,
+        code="internal_error",
+        title="Internal error",
+        detail="Something went wrong on our side.",
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_problem)
+    app.add_exception_handler(DomainError, _domain_problem)
+    app.add_exception_handler(StarletteHTTPException, _http_problem)
+    app.add_exception_handler(Exception, _unexpected_problem)
