@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from partnerloop.access import service as access
 from partnerloop.affiliates import service as affiliates
@@ -52,12 +54,30 @@ def _runtime(settings: Settings | None = None) -> Runtime:
     except SettingsError as error:
         err.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
-    if not migrate.is_current(runtime.engine):
+    if settings.is_sqlite and not _sqlite_file_exists(settings.database_url):
+        # Connecting would create an empty file; say what to do instead.
+        err.print("[red]There is no database yet. Run `partnerloop init` first.[/red]")
+        raise typer.Exit(2)
+    try:
+        current = migrate.is_current(runtime.engine)
+    except SQLAlchemyError as error:
+        err.print(
+            f"[red]Cannot reach the database at {_redacted(settings.database_url)} "
+            f"({type(getattr(error, 'orig', None) or error).__name__}). Check "
+            "PARTNERLOOP_DATABASE_URL, or run `partnerloop init`.[/red]"
+        )
+        raise typer.Exit(2) from None
+    if not current:
         err.print(
             "[red]The database schema is missing or out of date. Run `partnerloop init` first.[/red]"
         )
         raise typer.Exit(2)
     return runtime
+
+
+def _sqlite_file_exists(url: str) -> bool:
+    path = url.split("///", 1)[-1]
+    return path in ("", ":memory:") or Path(path).exists()
 
 
 def initialise(settings: Settings) -> list[str]:

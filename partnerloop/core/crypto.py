@@ -14,6 +14,7 @@ affiliate's e-mail pasted over a customer's) fails to decrypt.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -25,6 +26,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _VERSION = "v1"
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
 
 
 class DecryptionError(Exception):
@@ -52,7 +55,7 @@ class FieldCipher:
         return key_id, AESGCM(enc_key)
 
     def encrypt(self, plaintext: str, *, field: str) -> str:
-        nonce = os.urandom(12)
+        nonce = os.urandom(_NONCE_BYTES)
         sealed = self._aeads[self._current_id].encrypt(nonce, plaintext.encode(), field.encode())
         body = base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
         return f"{_VERSION}.{self._current_id}.{body}"
@@ -68,9 +71,14 @@ class FieldCipher:
         aead = self._aeads.get(key_id)
         if version != _VERSION or aead is None:
             raise DecryptionError(f"no key with id {key_id!r}")
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         try:
-            return aead.decrypt(raw[:12], raw[12:], field.encode()).decode()
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        except (binascii.Error, ValueError):
+            raise DecryptionError("ciphertext is not base64") from None
+        if len(raw) < _NONCE_BYTES + _TAG_BYTES:
+            raise DecryptionError("ciphertext is too short")
+        try:
+            return aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], field.encode()).decode()
         except InvalidTag:
             raise DecryptionError("ciphertext does not verify") from None
 

@@ -27,6 +27,10 @@ NAMING_CONVENTION = {
 }
 
 
+# Execution option marking a connection that will write (see _configure_sqlite).
+WRITE_OPTION = "partnerloop_writes"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -84,10 +88,15 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # IMMEDIATE takes the write lock up front. A deferred transaction that reads
-        # and then writes can fail with "database is locked" no matter the timeout,
-        # because SQLite cannot upgrade its lock while another writer waits.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A unit of work (see `transaction`) takes the write lock up front with
+        # IMMEDIATE: a deferred transaction that reads and then writes can fail with
+        # "database is locked" whatever the timeout, because SQLite cannot upgrade
+        # its lock while another writer waits. Reads stay deferred, so under WAL
+        # they never wait for a writer (a long job, a click batch).
+        if connection.get_execution_options().get(WRITE_OPTION):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -96,8 +105,10 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A unit of work: commit on success, roll back on any exception."""
+    """A unit of work that writes: commit on success, roll back on any exception.
+    For reads, use a plain `factory()` session."""
     with factory() as session, session.begin():
+        session.connection(execution_options={WRITE_OPTION: True})
         yield session
 
 

@@ -15,3 +15,6 @@ def configure(level: str) -> None:
     # uvicorn's access log prints every query string; click URLs can carry
     # sub-ids an affiliate filled with anything, so keep it off by default.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every URL it calls at INFO; postback URLs carry a token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

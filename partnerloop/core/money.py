@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 
 # ISO 4217 active codes and their minor-unit exponents (ISO 4217 amendment list,
 # 2025 edition). Fund and precious-metal codes (XAU, XDR, ...) are left out:
@@ -41,7 +41,11 @@ CURRENCY_EXPONENTS: dict[str, int] = {
 # A ceiling well inside a signed 64-bit column; an order above it is a bug or an attack.
 MAX_MINOR = 10**15
 
-_AMOUNT_RE = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
+_AMOUNT_RE = re.compile(r"(0|[1-9][0-9]*)(?:\.([0-9]+))?")
+_RATE_RE = re.compile(r"(0|[1-9][0-9]*)(?:\.[0-9]+)?")
+# Enough digits that amount x rate or amount x numerator is exact before the one
+# rounding (the default 28 would round products of amounts near MAX_MINOR).
+_EXACT_PRECISION = 80
 
 
 class MoneyError(ValueError):
@@ -78,7 +82,7 @@ def exponent(currency: str) -> int:
 def parse_amount(text: str, currency: str) -> int:
     """'19.99' EUR -> 1999. Refuses signs, exponents, separators and excess decimals."""
     places = exponent(currency)
-    match = _AMOUNT_RE.match(text)
+    match = _AMOUNT_RE.fullmatch(text)
     if match is None:
         raise MoneyError(
             f'{text!r} is not an amount: write a non-negative decimal string like "19.99".',
@@ -109,6 +113,10 @@ def format_amount(amount_minor: int, currency: str) -> str:
 
 def parse_rate(text: str) -> Decimal:
     """A percentage such as '10' or '7.5' (meaning 7.5 %)."""
+    if not _RATE_RE.fullmatch(text):
+        raise MoneyError(
+            f'{text!r} is not a percentage: write a number like "10" or "7.5".', "invalid_rate"
+        )
     try:
         rate = Decimal(text)
     except InvalidOperation:
@@ -126,11 +134,13 @@ def round_minor(value: Decimal) -> int:
 
 
 def percentage_of(amount_minor: int, rate_percent: Decimal) -> int:
-    return round_minor(Decimal(amount_minor) * rate_percent / Decimal(100))
+    with localcontext(prec=_EXACT_PRECISION):
+        return round_minor(Decimal(amount_minor) * rate_percent / Decimal(100))
 
 
 def proportion_of(amount_minor: int, numerator: int, denominator: int) -> int:
     """amount * numerator / denominator, rounded once by the rule."""
     if denominator == 0:
         return 0
-    return round_minor(Decimal(amount_minor) * Decimal(numerator) / Decimal(denominator))
+    with localcontext(prec=_EXACT_PRECISION):
+        return round_minor(Decimal(amount_minor) * Decimal(numerator) / Decimal(denominator))

@@ -6,6 +6,7 @@ README can show them; nothing reads os.environ anywhere else.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -58,6 +59,9 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "crash a process at a named point. Leave empty in production.",
     ),
 }
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class SettingsError(Exception):
@@ -117,7 +121,7 @@ class Settings:
             worker_lease_seconds=_float(env, "PARTNERLOOP_WORKER_LEASE_SECONDS", 60.0),
             worker_poll_seconds=_float(env, "PARTNERLOOP_WORKER_POLL_SECONDS", 0.5),
             click_batch_max=_int(env, "PARTNERLOOP_CLICK_BATCH_MAX", 1000, minimum=1),
-            log_level=env.get("PARTNERLOOP_LOG_LEVEL", "info").lower(),
+            log_level=_choice(env, "PARTNERLOOP_LOG_LEVEL", "info", LOG_LEVELS),
             faults=_faults(env.get("PARTNERLOOP_FAULTS", "")),
         )
 
@@ -213,9 +217,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         number = float(value)
     except ValueError:
         raise SettingsError(f"{name} must be a number, not {value!r}.") from None
-    if number <= 0:
+    if not math.isfinite(number) or number <= 0:
         raise SettingsError(f"{name} must be greater than 0.")
     return number
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).lower()
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
+    return value
 
 
 def _faults(text: str) -> dict[str, str]:

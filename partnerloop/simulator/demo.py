@@ -149,24 +149,28 @@ def _wait_ready(base: str, stop: threading.Event, timeout: float = 30.0) -> bool
 
 
 def _print_banner(console: Console, base: str, demo: DemoSeed, traffic: bool) -> None:
-    console.print(f"\n[bold green]partnerloop demo is running at {base}[/bold green]")
-    console.print(f"  API docs:        {base}/docs")
-    console.print(f"  stats:           {base}/api/v1/stats?program_id={demo.program_id}")
-    console.print(f"  program:         {demo.program_id}")
+    def print_line(text: str, **options: object) -> None:
+        # soft_wrap: a URL stays on one line whatever the terminal width, so it can be copied.
+        console.print(text, soft_wrap=True, **options)  # type: ignore[arg-type]
+
+    print_line(f"\n[bold green]partnerloop demo is running at {base}[/bold green]")
+    print_line(f"  API docs:        {base}/docs")
+    print_line(f"  stats:           {base}/api/v1/stats?program_id={demo.program_id}")
+    print_line(f"  program:         {demo.program_id}")
     for code in demo.link_codes:
-        console.print(f"  affiliate link:  {base}/r/{code}")
+        print_line(f"  affiliate link:  {base}/r/{code}")
     for coupon in demo.coupons:
-        console.print(f"  coupon:          {coupon}")
+        print_line(f"  coupon:          {coupon}")
     if demo.postback_token:
-        console.print(
+        print_line(
             f"  postback:        {base}/postback?token={demo.postback_token}&order_id=...&amount=..."
         )
-    console.print(
+    print_line(
         "  simulated traffic: "
         + ("on (clicks, orders, refunds)" if traffic else "off (--no-traffic)")
     )
-    console.print(
+    print_line(
         f'  try: curl -H "Authorization: Bearer $KEY" "{base}/api/v1/commissions?program_id={demo.program_id}"'
     )
-    console.print("  Ctrl-C stops the demo. Admin API key (shown once):")
-    console.print(demo.admin_key, highlight=False, soft_wrap=True)
+    print_line("  Ctrl-C stops the demo. Admin API key (shown once):")
+    print_line(demo.admin_key, highlight=False)

@@ -12,8 +12,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 # Substrings (lower case) that only automated clients put in their user agent.
+# Not a bare "bot": phones such as the Cubot X30 carry it in their model name.
 _BOT_MARKERS = (
-    "bot",
+    "bot/",
+    "bot;",
+    "bot)",
+    "bot-",
+    "bot+",
+    "bot.html",
+    "robot",
+    "+http",
     "crawl",
     "spider",
     "slurp",

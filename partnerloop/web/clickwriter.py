@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 
+import anyio
 import anyio.to_thread
 
 from partnerloop.core.db import transaction
@@ -31,10 +32,14 @@ class ClickWriter:
         self._max = runtime.settings.click_batch_max
         self._queue: asyncio.Queue[tuple[ClickRecord, asyncio.Future[bool]]] | None = None
         self._task: asyncio.Task[None] | None = None
+        # A thread of its own: behind anyio's shared default pool (which FastAPI's
+        # sync endpoints use too) a burst of slow API calls would stall every redirect.
+        self._limiter = anyio.CapacityLimiter(1)
 
     async def record(self, click: ClickRecord) -> bool:
         """Queue a click and wait for its commit. False if the commit failed."""
         if self._task is None or self._task.done():
+            self._fail_leftovers()
             self._queue = asyncio.Queue()
             self._task = asyncio.get_running_loop().create_task(self._run())
         assert self._queue is not None
@@ -50,6 +55,14 @@ class ClickWriter:
         await self._queue.join()
         self._task.cancel()
         self._task = None
+
+    def _fail_leftovers(self) -> None:
+        """Clicks queued to a writer task that died are answered 'not recorded'
+        (their shoppers are still redirected) instead of waiting forever."""
+        while self._queue is not None and not self._queue.empty():
+            _, done = self._queue.get_nowait()
+            if not done.done():
+                done.set_result(False)
 
     async def _run(self) -> None:
         assert self._queue is not None
@@ -67,7 +80,7 @@ class ClickWriter:
     async def _commit(self, clicks: list[ClickRecord]) -> bool:
         started = time.perf_counter()
         try:
-            await anyio.to_thread.run_sync(self._write, clicks)
+            await anyio.to_thread.run_sync(self._write, clicks, limiter=self._limiter)
         except Exception:
             metrics.CLICK_WRITE_FAILURES.inc()
             log.exception("could not commit %d clicks", len(clicks))

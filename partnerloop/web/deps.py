@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -44,6 +45,8 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 MAX_PAGE = 200
+_CURSOR_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_ID_RE = re.compile(r"^[a-z]{3}_[0-9A-Z]{26}$")
 
 
 @dataclass(frozen=True)
@@ -68,9 +71,11 @@ def get_page(
         try:
             after = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         except (binascii.Error, UnicodeDecodeError):
+            after = None
+        if after is None or not _CURSOR_RE.match(cursor) or not _ID_RE.match(after):
             raise InvalidInput(
                 "cursor is not one this API gave out.", code="invalid_cursor", field="cursor"
-            ) from None
+            )
     return Page(limit=limit, after=after)
 
 

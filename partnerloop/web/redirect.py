@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
+import anyio
 import anyio.to_thread
 
 from partnerloop.core.clock import utcnow
@@ -49,6 +50,7 @@ class LinkCache:
         self._max = max_entries
         self._entries: dict[str, tuple[float, LinkTarget | None]] = {}
         self._loading: dict[str, asyncio.Future[LinkTarget | None]] = {}
+        self._limiter = anyio.CapacityLimiter(4)  # not behind the API's thread pool
 
     async def get(self, code: str) -> LinkTarget | None:
         entry = self._entries.get(code)
@@ -61,7 +63,7 @@ class LinkCache:
         future: asyncio.Future[LinkTarget | None] = asyncio.get_running_loop().create_future()
         self._loading[code] = future
         try:
-            target = await anyio.to_thread.run_sync(self._load, code)
+            target = await anyio.to_thread.run_sync(self._load, code, limiter=self._limiter)
             if len(self._entries) >= self._max:
                 self._entries.clear()
             self._entries[code] = (time.monotonic() + self._ttl, target)
