@@ -172,5 +172,7 @@ def _print_banner(console: Console, base: str, demo: DemoSeed, traffic: bool) ->
     print_line(
         f'  try: curl -H "Authorization: Bearer $KEY" "{base}/api/v1/commissions?program_id={demo.program_id}"'
     )
-    print_line("  Ctrl-C stops the demo. Admin API key (shown once):")
+    print_line(
+        "  Ctrl-C stops the demo. Admin API key (shown once; export it as KEY for the curl above):"
+    )
     print_line(demo.admin_key, highlight=False)

@@ -63,8 +63,11 @@ async def _params(request: Request) -> dict[str, str]:
     return params
 
 
-@router.api_route(
-    "/postback", methods=["GET", "POST"], response_model=PostbackAccepted, responses=ERRORS
+@router.get(
+    "/postback", operation_id="postback_get", response_model=PostbackAccepted, responses=ERRORS
+)
+@router.post(
+    "/postback", operation_id="postback_post", response_model=PostbackAccepted, responses=ERRORS
 )
 async def receive_postback(
     request: Request,

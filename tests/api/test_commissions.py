@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import httpx
 from sqlalchemy import select
 
 from partnerloop.commissions.models import Commission
@@ -13,23 +12,9 @@ from partnerloop.core.clock import utcnow
 from partnerloop.sync.worker import Worker
 from tests.conftest import Server
 from tests.factories.affiliates import create_affiliate_api
+from tests.factories.orders import report_order
 from tests.factories.programs import create_program_api
 from tests.factories.tracking import click, create_link_api
-
-
-def _order(api: httpx.Client, program_id: str, order_id: str, amount: str, **extra: str) -> dict:
-    response = api.post(
-        "/api/v1/conversions",
-        json={
-            "program_id": program_id,
-            "order_id": order_id,
-            "amount": amount,
-            "currency": "EUR",
-            **extra,
-        },
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
 
 
 def _worker_at(server: Server, days_from_now: float) -> Worker:
@@ -82,8 +67,8 @@ def test_affiliate_override_beats_the_program_default(server: Server) -> None:
         star_click = click(api, create_link_api(api, program["id"], star["id"])["code"])
         regular_click = click(api, create_link_api(api, program["id"], regular["id"])["code"])
 
-        star_order = _order(api, program["id"], "s-1", "99.99", click_id=star_click)
-        regular_order = _order(api, program["id"], "r-1", "99.99", click_id=regular_click)
+        star_order = report_order(api, program["id"], "s-1", "99.99", click_id=star_click)
+        regular_order = report_order(api, program["id"], "r-1", "99.99", click_id=regular_click)
 
         # 17.5 % of 99.99 = 17.49825 -> 17.50; 10 % = 9.999 -> 10.00
         assert [c["amount"] for c in star_order["commissions"]] == ["17.50"]
@@ -95,7 +80,7 @@ def test_affiliate_override_beats_the_program_default(server: Server) -> None:
             json={"program_id": program["id"], "type": None},
         )
         assert cleared.json()["commission"] is None
-        later = _order(api, program["id"], "s-2", "99.99", click_id=star_click)
+        later = report_order(api, program["id"], "s-2", "99.99", click_id=star_click)
         assert [c["amount"] for c in later["commissions"]] == ["10.00"]
 
 
@@ -114,8 +99,8 @@ def test_coupon_attributes_when_there_is_no_click(server: Server) -> None:
         )
         assert (duplicate.status_code, duplicate.json()["code"]) == (409, "coupon_taken")
 
-        body = _order(api, program["id"], "c-1", "40.00", coupon="pod10")
-        unknown = _order(api, program["id"], "c-2", "40.00", coupon="NOPE")
+        body = report_order(api, program["id"], "c-1", "40.00", coupon="pod10")
+        unknown = report_order(api, program["id"], "c-2", "40.00", coupon="NOPE")
 
         assert (
             body["affiliate_id"],
@@ -138,7 +123,7 @@ def test_click_wins_over_coupon_and_returning_customer_stays_with_first_affiliat
         )
         first_click = click(api, create_link_api(api, program["id"], first["id"])["code"])
 
-        one = _order(
+        one = report_order(
             api,
             program["id"],
             "l-1",
@@ -147,8 +132,8 @@ def test_click_wins_over_coupon_and_returning_customer_stays_with_first_affiliat
             coupon="SECOND",
             customer_email="Loyal@Example.com",
         )
-        two = _order(api, program["id"], "l-2", "20.00", customer_email="loyal@example.com")
-        three = _order(
+        two = report_order(api, program["id"], "l-2", "20.00", customer_email="loyal@example.com")
+        three = report_order(
             api, program["id"], "l-3", "30.00", customer_email="loyal@example.com", coupon="SECOND"
         )
 
@@ -156,7 +141,7 @@ def test_click_wins_over_coupon_and_returning_customer_stays_with_first_affiliat
         assert (two["affiliate_id"], two["attribution"]) == (first["id"], "customer")
         # A coupon is stronger evidence than an old binding; the binding itself does not move.
         assert (three["affiliate_id"], three["attribution"]) == (second["id"], "coupon")
-        four = _order(api, program["id"], "l-4", "40.00", customer_email="loyal@example.com")
+        four = report_order(api, program["id"], "l-4", "40.00", customer_email="loyal@example.com")
         assert (four["affiliate_id"], four["attribution"]) == (first["id"], "customer")
 
 
@@ -167,7 +152,7 @@ def test_click_of_another_program_is_no_evidence(server: Server) -> None:
         affiliate = create_affiliate_api(api, program_a["id"])
         click_a = click(api, create_link_api(api, program_a["id"], affiliate["id"])["code"])
 
-        body = _order(api, program_b["id"], "x-1", "10.00", click_id=click_a)
+        body = report_order(api, program_b["id"], "x-1", "10.00", click_id=click_a)
 
         assert (body["affiliate_id"], body["commissions"]) == (None, [])
 
@@ -179,7 +164,7 @@ def test_suspended_affiliate_is_attributed_but_earns_nothing(server: Server) -> 
         click_id = click(api, create_link_api(api, program["id"], affiliate["id"])["code"])
         api.post(f"/api/v1/affiliates/{affiliate['id']}/suspend").raise_for_status()
 
-        body = _order(api, program["id"], "sus-1", "10.00", click_id=click_id)
+        body = report_order(api, program["id"], "sus-1", "10.00", click_id=click_id)
 
         assert (body["affiliate_id"], body["attribution"], body["commissions"]) == (
             affiliate["id"],
@@ -193,10 +178,10 @@ def test_manual_transitions_move_the_stats(server: Server) -> None:
         program = create_program_api(api)
         affiliate = create_affiliate_api(api, program["id"])
         link = create_link_api(api, program["id"], affiliate["id"])
-        a = _order(api, program["id"], "t-1", "100.00", click_id=click(api, link["code"]))[
+        a = report_order(api, program["id"], "t-1", "100.00", click_id=click(api, link["code"]))[
             "commissions"
         ][0]["id"]
-        b = _order(api, program["id"], "t-2", "50.00", click_id=click(api, link["code"]))[
+        b = report_order(api, program["id"], "t-2", "50.00", click_id=click(api, link["code"]))[
             "commissions"
         ][0]["id"]
 
@@ -230,7 +215,7 @@ def test_commissions_are_approved_automatically_after_the_hold_period(server: Se
         program = create_program_api(api, hold_days=30)
         affiliate = create_affiliate_api(api, program["id"])
         link = create_link_api(api, program["id"], affiliate["id"])
-        commission_id = _order(
+        commission_id = report_order(
             api, program["id"], "h-1", "80.00", click_id=click(api, link["code"])
         )["commissions"][0]["id"]
 
@@ -263,8 +248,10 @@ def test_commission_filters_and_pagination(server: Server) -> None:
         ann_link = create_link_api(api, program["id"], ann["id"])
         bob_link = create_link_api(api, program["id"], bob["id"])
         for n in range(5):
-            _order(api, program["id"], f"ann-{n}", "10.00", click_id=click(api, ann_link["code"]))
-        _order(api, program["id"], "bob-1", "10.00", click_id=click(api, bob_link["code"]))
+            report_order(
+                api, program["id"], f"ann-{n}", "10.00", click_id=click(api, ann_link["code"])
+            )
+        report_order(api, program["id"], "bob-1", "10.00", click_id=click(api, bob_link["code"]))
 
         pages, cursor = [], None
         while True:

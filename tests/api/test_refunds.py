@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from partnerloop.orders.models import Refund
 from tests.conftest import Server
 from tests.factories.affiliates import create_affiliate_api
+from tests.factories.orders import report_order
 from tests.factories.programs import create_program_api
 from tests.factories.tracking import click, create_link_api
 
@@ -20,18 +21,7 @@ def _program_with_click(api: httpx.Client, **program: object) -> tuple[dict, str
 
 
 def _order(api: httpx.Client, program_id: str, order_id: str, amount: str, click_id: str) -> dict:
-    response = api.post(
-        "/api/v1/conversions",
-        json={
-            "program_id": program_id,
-            "order_id": order_id,
-            "amount": amount,
-            "currency": "EUR",
-            "click_id": click_id,
-        },
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
+    return report_order(api, program_id, order_id, amount, click_id=click_id)
 
 
 def _refund(
