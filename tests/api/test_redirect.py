@@ -173,3 +173,30 @@ def test_every_302_is_preceded_by_its_commit(server: Server) -> None:
             db.scalar(select(func.count()).select_from(Click).where(Click.link_id == link["id"]))
             == 50
         )
+
+
+def test_custom_codes_are_unique_and_random_ones_do_not_collide(server: Server) -> None:
+    with server.client() as api:
+        program, link = _link(api, code="summer-sale")
+        second = api.post(
+            "/api/v1/links",
+            json={
+                "program_id": program["id"],
+                "affiliate_id": link["affiliate_id"],
+                "destination_url": "https://shop.example.com/",
+                "code": "summer-sale",
+            },
+        )
+        random_codes = {
+            create_link_api(api, program["id"], link["affiliate_id"])["code"] for _ in range(30)
+        }
+
+    assert link["code"] == "summer-sale"
+    assert link["url"].endswith("/r/summer-sale")
+    assert (second.status_code, second.json()["code"], second.json()["field"]) == (
+        409,
+        "code_taken",
+        "code",
+    )
+    assert len(random_codes) == 30
+    assert all(len(code) == 7 for code in random_codes)
