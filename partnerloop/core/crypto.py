@@ -18,6 +18,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 import secrets
 
 from cryptography.exceptions import InvalidTag
@@ -82,9 +83,6 @@ class FieldCipher:
         except InvalidTag:
             raise DecryptionError("ciphertext does not verify") from None
 
-    def decrypt_optional(self, token: str | None, *, field: str) -> str | None:
-        return None if token is None else self.decrypt(token, field=field)
-
     def blind_index(self, value: str, *, field: str) -> str:
         message = field.encode() + b"\x00" + value.encode()
         return hmac.new(self._index_key, message, hashlib.sha256).hexdigest()[:40]
@@ -95,6 +93,16 @@ class FieldCipher:
 
 def normalise_email(email: str) -> str:
     return email.strip().lower()
+
+
+_EMAIL_RE = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}")
+
+
+def looks_like_email(email: str) -> bool:
+    """A plausible address (one @, a dotted domain, at most 254 characters); e-mails
+    are blind-indexed in normalised form, so this is checked on that form."""
+    cleaned = normalise_email(email)
+    return len(cleaned) <= 254 and _EMAIL_RE.fullmatch(cleaned) is not None
 
 
 def hash_token(secret: str) -> str:

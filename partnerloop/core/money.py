@@ -12,7 +12,6 @@ order amount, not derived from the previously rounded commission.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 
 # ISO 4217 active codes and their minor-unit exponents (ISO 4217 amendment list,
@@ -55,15 +54,6 @@ class MoneyError(ValueError):
         super().__init__(reason)
         self.reason = reason
         self.code = code
-
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    amount_minor: int
-    currency: str
-
-    def __str__(self) -> str:
-        return f"{format_amount(self.amount_minor, self.currency)} {self.currency}"
 
 
 def check_currency(code: str) -> str:

@@ -19,7 +19,7 @@ from partnerloop.attribution import service as attribution
 from partnerloop.commissions import service as commissions
 from partnerloop.commissions.models import Commission
 from partnerloop.core.clock import day_of
-from partnerloop.core.crypto import FieldCipher, normalise_email
+from partnerloop.core.crypto import FieldCipher, looks_like_email, normalise_email
 from partnerloop.core.db import insert_if_absent, is_postgresql
 from partnerloop.core.errors import Conflict, InvalidInput, NotFound
 from partnerloop.core.ids import new_id
@@ -30,7 +30,6 @@ from partnerloop.programs.models import Program
 from partnerloop.sync import service as sync
 
 CUSTOMER_EMAIL_FIELD = "customer.email"
-MAX_ORDER_ID = 255
 
 
 @dataclass(frozen=True)
@@ -67,13 +66,46 @@ def _check_program_currency(program: Program, currency: str) -> None:
         )
 
 
-def _check_order_id(order_id: str) -> str:
+# Column widths, checked before anything is written: too long is a clear 422, never a
+# database error on one backend and a silent truncation on the other.
+MAX_CLICK_ID = 32
+MAX_COUPON = 64
+MAX_EXTERNAL_ID = 255
+
+
+def check_references(
+    *,
+    order_id: str,
+    click_id: str | None = None,
+    coupon: str | None = None,
+    customer_id: str | None = None,
+    customer_email: str | None = None,
+    refund_id: str | None = None,
+) -> str:
+    """Validate the ids and codes an order or refund refers to; returns the clean order id.
+    Every entry point (REST, postback, shop connectors) calls this before storing."""
     cleaned = order_id.strip()
-    if not cleaned or len(cleaned) > MAX_ORDER_ID:
+    if not cleaned or len(cleaned) > MAX_EXTERNAL_ID:
         raise InvalidInput(
-            f"order_id must be 1 to {MAX_ORDER_ID} characters.",
+            f"order_id must be 1 to {MAX_EXTERNAL_ID} characters.",
             code="invalid_order_id",
             field="order_id",
+        )
+    for field_name, value, limit in (
+        ("click_id", click_id, MAX_CLICK_ID),
+        ("coupon", coupon, MAX_COUPON),
+        ("customer_id", customer_id, MAX_EXTERNAL_ID),
+        ("refund_id", refund_id, MAX_EXTERNAL_ID),
+    ):
+        if value is not None and not 1 <= len(value) <= limit:
+            raise InvalidInput(
+                f"{field_name} must be 1 to {limit} characters.",
+                code=f"invalid_{field_name}",
+                field=field_name,
+            )
+    if customer_email is not None and not looks_like_email(customer_email):
+        raise InvalidInput(
+            "customer_email is not an e-mail address.", code="invalid_email", field="customer_email"
         )
     return cleaned
 
@@ -159,11 +191,13 @@ def record_conversion(
 ) -> Recorded:
     program = programs.get_or_raise(session, order.program_id)
     _check_program_currency(program, order.currency)
-    order_id = _check_order_id(order.order_id)
-    if order.customer_email is not None and "@" not in order.customer_email:
-        raise InvalidInput(
-            "customer_email is not an e-mail address.", code="invalid_email", field="customer_email"
-        )
+    order_id = check_references(
+        order_id=order.order_id,
+        click_id=order.click_id,
+        coupon=order.coupon_code,
+        customer_id=order.customer_external_id,
+        customer_email=order.customer_email,
+    )
     existing = find_conversion(session, program_id=program.id, order_id=order_id)
     if existing is not None:
         return _replay(session, existing, order)
@@ -292,7 +326,7 @@ def record_refund(
 ) -> RefundResult:
     program = programs.get_or_raise(session, program_id)
     _check_program_currency(program, currency)
-    order_id = _check_order_id(order_id)
+    order_id = check_references(order_id=order_id, refund_id=refund_id)
     if amount_minor <= 0:
         raise InvalidInput(
             "A refund amount must be greater than zero.", code="invalid_amount", field="amount"

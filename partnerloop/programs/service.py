@@ -133,10 +133,6 @@ def create(
     return CreatedProgram(program=program, postback_token=token)
 
 
-def get(session: Session, program_id: str) -> Program | None:
-    return session.get(Program, program_id)
-
-
 def get_or_raise(session: Session, program_id: str, *, field: str = "program_id") -> Program:
     program = session.get(Program, program_id)
     if program is None:

@@ -25,7 +25,8 @@ class InboundEvent(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))  # which handler processes it
     source: Mapped[str] = mapped_column(String(96))  # kind + the instance, e.g. postback:prg_..
-    external_id: Mapped[str] = mapped_column(String(255))
+    # Room for a kind prefix in front of a 255-character vendor id (e.g. conversion:<order id>).
+    external_id: Mapped[str] = mapped_column(String(512))
     topic: Mapped[str] = mapped_column(String(64))
     program_id: Mapped[str | None] = mapped_column(String(32), index=True)
     # The raw body may carry personal data: encrypted like every other PII column.

@@ -84,8 +84,8 @@ async def receive_postback(
     `customer_email`, `event`, `refund_id`.
     """
     params = await _params(request)
-    token = x_postback_token or params.pop("token", None)
-    params.pop("token", None)
+    query_token = params.pop("token", None)  # never part of the stored postback
+    token = x_postback_token or query_token
     if not token:
         metrics.POSTBACKS.labels("unauthorized").inc()
         raise Unauthorized(

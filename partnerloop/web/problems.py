@@ -62,7 +62,6 @@ def _validation_problem(request: Request, exc: Exception) -> JSONResponse:
         code, detail = "missing_field", f"{field} is required."
     elif field == "" and first.get("type") in ("model_attributes_type", "dict_type"):
         code, detail = "invalid_body", "The request body must be a JSON object."
-        field = ""
     else:
         code, detail = "invalid_field", f"{field}: {first.get('msg', 'invalid value')}."
     return problem(

@@ -6,6 +6,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from partnerloop.core.crypto import hash_token
 from partnerloop.orders.models import Conversion
 from tests.conftest import Server
 from tests.factories.affiliates import create_affiliate_api
@@ -50,7 +51,10 @@ def test_key_is_shown_once_and_stored_hashed(server: Server) -> None:
     with server.runtime.sessions() as db:
         row = db.get(ApiKey, created["id"])
         assert row is not None
-        assert created["key"].split("_")[-1] not in row.secret_hash
+        # pl_<30-char key id>_<secret>: only the secret's SHA-256 is kept.
+        secret = created["key"][len("pl_") + len(created["id"]) + 1 :]
+        assert row.secret_hash == hash_token(secret)
+        assert secret not in row.secret_hash
 
 
 @pytest.mark.parametrize(

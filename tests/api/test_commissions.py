@@ -64,6 +64,16 @@ def test_affiliate_override_beats_the_program_default(server: Server) -> None:
             json={"program_id": program["id"], "type": "percentage", "value": "17.5"},
         )
         assert override.status_code == 200, override.text
+        assert override.json()["commission"] == {"type": "percentage", "value": "17.5"}
+        fixed = api.put(
+            f"/api/v1/affiliates/{regular['id']}/commission",
+            json={"program_id": program["id"], "type": "fixed", "value": "5"},
+        )
+        assert fixed.json()["commission"] == {"type": "fixed", "value": "5.00"}
+        api.put(
+            f"/api/v1/affiliates/{regular['id']}/commission",
+            json={"program_id": program["id"], "type": None},
+        )
         star_click = click(api, create_link_api(api, program["id"], star["id"])["code"])
         regular_click = click(api, create_link_api(api, program["id"], regular["id"])["code"])
 

@@ -262,3 +262,68 @@ def test_bad_cursor_and_limit(server: Server) -> None:
         _assert_problem(response, 422, "invalid_state", "state")
         response = api.get("/api/v1/commissions", params={"from": "yesterday"})
         _assert_problem(response, 422, "invalid_date", "from")
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "field"),
+    [
+        ({"click_id": "c" * 33}, "invalid_click_id", "click_id"),
+        ({"coupon": "C" * 65}, "invalid_coupon", "coupon"),
+        ({"customer_id": "x" * 256}, "invalid_customer_id", "customer_id"),
+        ({"customer_email": "a@" + "b" * 300 + ".com"}, "invalid_email", "customer_email"),
+        ({"customer_email": "no-at-sign"}, "invalid_email", "customer_email"),
+    ],
+)
+def test_over_long_references_are_a_422_not_a_database_error(
+    server: Server, changes: dict[str, Any], code: str, field: str
+) -> None:
+    # PostgreSQL enforces column widths (SQLite does not): both must answer the same 422.
+    with server.client() as api:
+        program = create_program_api(api)
+        body = {"program_id": program["id"], "order_id": "o-1", "amount": "1.00", "currency": "EUR"}
+
+        response = api.post("/api/v1/conversions", json={**body, **changes})
+        postback = api.get(
+            "/postback",
+            params={
+                "token": program["postback_token"],
+                "order_id": "o-1",
+                "amount": "1.00",
+                **changes,
+            },
+        )
+
+        _assert_problem(response, 422, code, field)
+        _assert_problem(postback, 422, code, field)
+        assert _conversions(server, program["id"]) == 0
+
+
+def test_over_long_refund_id_is_a_422(server: Server) -> None:
+    with server.client() as api:
+        program = create_program_api(api)
+
+        response = api.post(
+            "/api/v1/refunds",
+            json={
+                "program_id": program["id"],
+                "order_id": "o",
+                "amount": "1.00",
+                "currency": "EUR",
+                "refund_id": "r" * 256,
+            },
+        )
+
+        _assert_problem(response, 422, "invalid_refund_id", "refund_id")
+
+
+def test_postback_with_the_longest_order_id_is_stored(server: Server) -> None:
+    # The inbox id is "conversion:" + the order id: it must fit a 255-character order id.
+    with server.client() as api:
+        program = create_program_api(api)
+
+        response = api.get(
+            "/postback",
+            params={"token": program["postback_token"], "order_id": "o" * 255, "amount": "1.00"},
+        )
+
+        assert (response.status_code, response.json()["status"]) == (200, "accepted")

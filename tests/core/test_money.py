@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from partnerloop.core.money import (
     MAX_MINOR,
-    Money,
     MoneyError,
     check_currency,
     format_amount,
@@ -156,7 +155,7 @@ def test_parse_amount_refuses_a_huge_number() -> None:
     assert caught.value.code == "amount_too_large"
 
 
-# --- format_amount, check_currency, Money ----------------------------------------------------
+# --- format_amount, check_currency ----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -184,11 +183,6 @@ def test_format_amount_refuses_an_unknown_currency() -> None:
         format_amount(100, "eur")
 
     assert caught.value.code == "unknown_currency"
-
-
-def test_money_prints_amount_and_currency() -> None:
-    assert str(Money(amount_minor=1999, currency="EUR")) == "19.99 EUR"
-    assert str(Money(amount_minor=5, currency="KWD")) == "0.005 KWD"
 
 
 @pytest.mark.parametrize("code", ["EUR", "JPY", "KWD", "USD", "CLF"])

@@ -97,6 +97,14 @@ def parse(params: dict[str, str], *, program_currency: str) -> Postback:
             field="currency",
         )
     refund_id = pick("refund_id")
+    orders.check_references(
+        order_id=order_id,
+        click_id=pick("click_id"),
+        coupon=pick("coupon"),
+        customer_id=pick("customer_id"),
+        customer_email=pick("customer_email"),
+        refund_id=refund_id,
+    )
     if event == "refund" and refund_id is None:
         raise InvalidInput(
             "A refund postback needs refund_id, so a retried postback is not counted twice.",

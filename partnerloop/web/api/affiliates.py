@@ -10,6 +10,8 @@ from partnerloop.access.service import Scope
 from partnerloop.affiliates import service as affiliates
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
+from partnerloop.core.money import format_amount
+from partnerloop.programs import service as programs
 from partnerloop.web.api.common import AMOUNT_DOC, ERRORS
 from partnerloop.web.deps import PageDep, PrincipalDep, RuntimeDep
 
@@ -162,8 +164,14 @@ def set_commission(
             commission_value=body.value,
         )
         terms = affiliates.override_terms(enrollment)
-    return {
-        "affiliate_id": affiliate_id,
-        "program_id": body.program_id,
-        "commission": None if terms is None else {"type": body.type, "value": body.value},
-    }
+        currency = programs.get_or_raise(session, body.program_id).currency
+    commission = None
+    if terms is not None:
+        # The value as stored (canonical), not as typed: "5" becomes "5.00" EUR.
+        value = (
+            terms.rate
+            if terms.type == "percentage"
+            else format_amount(terms.amount_minor or 0, currency)
+        )
+        commission = {"type": terms.type, "value": value}
+    return {"affiliate_id": affiliate_id, "program_id": body.program_id, "commission": commission}
