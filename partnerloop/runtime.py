@@ -18,7 +18,9 @@ from partnerloop.core.crypto import FieldCipher
 from partnerloop.core.db import make_engine, make_sessionmaker
 from partnerloop.core.faults import Faults
 from partnerloop.core.settings import Settings, load_old_secret_keys, load_secret_key
+from partnerloop.integrations import inbound as shop_inbound
 from partnerloop.integrations.postback import handler as postback
+from partnerloop.integrations.registry import SHOPS
 from partnerloop.sync.fanout import Subscriber, make_fanout
 from partnerloop.sync.service import FANOUT_KIND
 from partnerloop.sync.worker import PeriodicTask, Registry, Worker
@@ -42,7 +44,10 @@ class Runtime:
             return commissions.approve_due(session, cipher, now=now)
 
         return Registry(
-            inbound={postback.KIND: postback.make_handler(cipher)},
+            inbound={
+                postback.KIND: postback.make_handler(cipher),
+                shop_inbound.KIND: shop_inbound.make_handler(cipher, SHOPS),
+            },
             local={FANOUT_KIND: make_fanout(cipher, self.subscribers)},
             remote={},
             periodic=[

@@ -150,7 +150,7 @@ def list_for_conversion(session: Session, conversion_id: str) -> list[Commission
     )
 
 
-def apply_refunds(
+def recompute(
     session: Session,
     cipher: FieldCipher,
     *,
@@ -159,11 +159,12 @@ def apply_refunds(
     refunded_minor: int,
     now: datetime,
 ) -> None:
-    """Recompute an order's commissions after its refunded total changed.
+    """Recompute an order's commissions after its amount or refunded total changed.
 
-    Unpaid commissions shrink (or are reversed at zero); the difference moves
-    to the 'reversed' bucket. A paid commission cannot shrink: the difference
-    becomes a clawback, owed back and netted by the next payout.
+    Unpaid commissions follow the order (down to zero, which reverses them, or
+    up, when a shop edits an order upwards before payment); the difference
+    moves between the rollup's buckets. A paid commission cannot shrink: the
+    difference becomes a clawback, owed back and netted by the next payout.
     """
     for commission in list_for_conversion(session, conversion_id):
         if commission.state in ("declined", "reversed"):
@@ -172,23 +173,25 @@ def apply_refunds(
         target = amount_for(rule, gross_minor=gross_minor, net_minor=gross_minor - refunded_minor)
         owed = commission.amount_minor - commission.clawback_minor
         delta = owed - target
-        if delta <= 0:
+        if delta == 0 or (delta < 0 and commission.state == "paid"):
             continue
         bucket = commission.state
+        commission.base_amount_minor = gross_minor
         if commission.state == "paid":
             commission.clawback_minor += delta
+            increments = {"commission_reversed_minor": delta}
+        elif delta > 0:
+            commission.amount_minor -= delta
+            increments = {f"commission_{bucket}_minor": -delta, "commission_reversed_minor": delta}
         else:
             commission.amount_minor -= delta
+            increments = {f"commission_{bucket}_minor": -delta}
         analytics.add(
             session,
             program_id=commission.program_id,
             affiliate_id=commission.affiliate_id,
             day=commission.stats_day,
-            increments=(
-                {"commission_reversed_minor": delta}
-                if bucket == "paid"
-                else {f"commission_{bucket}_minor": -delta, "commission_reversed_minor": delta}
-            ),
+            increments=increments,
         )
         commission.updated_at = now
         topic = "commission.adjusted"

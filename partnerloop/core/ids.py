@@ -29,6 +29,9 @@ PREFIXES = {
     "api_key": "key",
     "inbound_event": "evt",
     "outbox_message": "msg",
+    "connector": "con",
+    "subscription": "sub",
+    "privacy_request": "prv",
 }
 
 

@@ -19,6 +19,8 @@ MODEL_MODULES = (
     "partnerloop.commissions.models",
     "partnerloop.analytics.models",
     "partnerloop.sync.models",
+    "partnerloop.privacy.models",
+    "partnerloop.integrations.models",
 )
 
 

@@ -3,7 +3,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from partnerloop.core.db import Base, UTCDateTime
@@ -24,6 +33,9 @@ class Customer(Base):
     email_enc: Mapped[str | None] = mapped_column(Text)
     email_index: Mapped[str | None] = mapped_column(String(40))
     external_id: Mapped[str | None] = mapped_column(String(255))
+    name_enc: Mapped[str | None] = mapped_column(Text)
+    # The shop's own updated_at of the newest customer record applied: an older one is ignored.
+    source_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Lifetime binding: the first affiliate who brought this customer keeps them.
     affiliate_id: Mapped[str | None] = mapped_column(ForeignKey("affiliates.id"))
     bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -54,6 +66,20 @@ class Conversion(Base):
     affiliate_id: Mapped[str | None] = mapped_column(ForeignKey("affiliates.id"))
     attribution: Mapped[str] = mapped_column(String(16))  # click | coupon | customer | none
     source: Mapped[str] = mapped_column(String(32))  # api | postback | <connector kind>
+    # pending (placed, not paid: no commission yet) | paid | cancelled (commission reversed)
+    status: Mapped[str] = mapped_column(String(16), default="paid")
+    # What the shop reported beside the commission base (amount_minor: lines after
+    # discounts, without tax and shipping); NULL where the source gives one amount only.
+    total_minor: Mapped[int | None] = mapped_column(BigInteger)
+    tax_minor: Mapped[int | None] = mapped_column(BigInteger)
+    shipping_minor: Mapped[int | None] = mapped_column(BigInteger)
+    discount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    order_number: Mapped[str | None] = mapped_column(String(64))  # the customer-facing number
+    connector_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    subscription_id: Mapped[str | None] = mapped_column(String(255))
+    is_renewal: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The shop's updated_at of the newest snapshot applied: an older one changes nothing.
+    source_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ordered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -78,3 +104,19 @@ class Refund(Base):
     conversion_id: Mapped[str | None] = mapped_column(ForeignKey("conversions.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Subscription(Base):
+    """A shop subscription (Stripe): renewals of it are orders of their own, and earn
+    a recurring commission while it runs, if the program pays them."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (UniqueConstraint("program_id", "subscription_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    program_id: Mapped[str] = mapped_column(ForeignKey("programs.id"))
+    subscription_id: Mapped[str] = mapped_column(String(255))
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
+    status: Mapped[str] = mapped_column(String(16))  # active | ended
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

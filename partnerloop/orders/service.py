@@ -30,6 +30,8 @@ from partnerloop.programs.models import Program
 from partnerloop.sync import service as sync
 
 CUSTOMER_EMAIL_FIELD = "customer.email"
+CUSTOMER_NAME_FIELD = "customer.name"
+ORDER_STATUSES = ("pending", "paid", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,18 @@ class OrderInput:
     customer_external_id: str | None = None
     items: list[dict[str, Any]] | None = None
     ordered_at: datetime | None = None
+    # pending: placed but not paid, recorded without a commission until it is paid.
+    status: str = "paid"
+    total_minor: int | None = None
+    tax_minor: int | None = None
+    shipping_minor: int | None = None
+    discount_minor: int | None = None
+    order_number: str | None = None
+    connector_id: str | None = None
+    customer_name: str | None = None
+    subscription_id: str | None = None
+    is_renewal: bool = False
+    source_updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +156,7 @@ def find_or_create_customer(
     email: str | None,
     external_id: str | None,
     now: datetime,
+    name: str | None = None,
 ) -> Customer | None:
     """The customer by shop id, else by e-mail; created on first sight."""
     if external_id:
@@ -165,6 +180,8 @@ def find_or_create_customer(
         values["email_index"] = cipher.blind_index(
             normalise_email(email), field=CUSTOMER_EMAIL_FIELD
         )
+    if name:
+        values["name_enc"] = cipher.encrypt(name, field=CUSTOMER_NAME_FIELD)
     insert_if_absent(session, Customer.__table__, values, conflict_columns=conflict)  # type: ignore[arg-type]
     column = next(iter(key))
     return session.scalars(
@@ -210,6 +227,7 @@ def record_conversion(
         email=order.customer_email,
         external_id=order.customer_external_id,
         now=now,
+        name=order.customer_name,
     )
     decided = attribution.attribute(
         session,
@@ -237,6 +255,16 @@ def record_conversion(
             "affiliate_id": decided.affiliate_id,
             "attribution": decided.method,
             "source": order.source,
+            "status": order.status,
+            "total_minor": order.total_minor,
+            "tax_minor": order.tax_minor,
+            "shipping_minor": order.shipping_minor,
+            "discount_minor": order.discount_minor,
+            "order_number": order.order_number,
+            "connector_id": order.connector_id,
+            "subscription_id": order.subscription_id,
+            "is_renewal": order.is_renewal,
+            "source_updated_at": order.source_updated_at,
             "ordered_at": ordered_at,
             "created_at": now,
         },
@@ -260,34 +288,67 @@ def record_conversion(
     if customer is not None and decided.affiliate_id is not None:
         _bind_customer(session, customer=customer, affiliate_id=decided.affiliate_id, now=now)
 
-    if decided.affiliate_id is not None:
-        commissions.create_for_order(
-            session,
-            cipher,
-            facts=commissions.OrderFacts(
-                conversion_id=conversion.id,
-                program_id=program.id,
-                order_id=order_id,
-                affiliate_id=decided.affiliate_id,
-                gross_minor=order.amount_minor,
-                refunded_minor=0,
-                currency=order.currency,
-                day=day,
-            ),
-            now=now,
-        )
-    sync.publish(
-        session,
-        cipher,
-        program_id=program.id,
-        topic="conversion.created",
-        data=conversion_event(conversion),
-        key=conversion.id,
-        now=now,
-    )
+    if order.status == "paid":
+        commission_for(session, cipher, program=program, conversion=conversion, now=now)
+    announce(session, cipher, conversion=conversion, topic="conversion.created", now=now)
     _apply_pending_refunds(session, cipher, conversion=conversion, now=now)
     return Recorded(
         conversion=conversion, commissions=commissions.list_for_conversion(session, conversion.id)
+    )
+
+
+def earns_commission(program: Program, conversion: Conversion) -> bool:
+    """A paid, attributed order earns one; a subscription renewal only if the
+    program pays recurring commissions (R12)."""
+    if conversion.affiliate_id is None or conversion.status != "paid":
+        return False
+    return not conversion.is_renewal or program.recurring_commission
+
+
+def commission_for(
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    program: Program,
+    conversion: Conversion,
+    now: datetime,
+) -> None:
+    """Create the order's commission if it earns one (idempotent)."""
+    if not earns_commission(program, conversion):
+        return
+    assert conversion.affiliate_id is not None
+    commissions.create_for_order(
+        session,
+        cipher,
+        facts=commissions.OrderFacts(
+            conversion_id=conversion.id,
+            program_id=program.id,
+            order_id=conversion.order_id,
+            affiliate_id=conversion.affiliate_id,
+            gross_minor=conversion.amount_minor,
+            refunded_minor=conversion.refunded_minor,
+            currency=conversion.currency,
+            day=day_of(conversion.ordered_at),
+        ),
+        now=now,
+    )
+
+
+def announce(
+    session: Session, cipher: FieldCipher, *, conversion: Conversion, topic: str, now: datetime
+) -> None:
+    data = conversion_event(conversion)
+    # The key names the state announced: the same state is announced once.
+    key = (
+        conversion.id
+        if topic == "conversion.created"
+        else (
+            f"{conversion.id}:{conversion.status}:{conversion.amount_minor}:"
+            f"{conversion.source_updated_at.isoformat() if conversion.source_updated_at else ''}"
+        )
+    )
+    sync.publish(
+        session, cipher, program_id=conversion.program_id, topic=topic, data=data, key=key, now=now
     )
 
 
@@ -300,6 +361,7 @@ def conversion_event(conversion: Conversion) -> dict[str, Any]:
         "affiliate_id": conversion.affiliate_id,
         "attribution": conversion.attribution,
         "click_id": conversion.click_id,
+        "status": conversion.status,
     }
 
 
@@ -323,7 +385,14 @@ def record_refund(
     currency: str,
     refund_id: str | None,
     now: datetime,
+    cap_to_order: bool = False,
 ) -> RefundResult:
+    """Record a refund once per refund_id and apply it to its order.
+
+    `cap_to_order`: shops refund tax and shipping too, which are not part of
+    the commission base; such a refund reduces the base to zero at most
+    instead of being refused as larger than the order.
+    """
     program = programs.get_or_raise(session, program_id)
     _check_program_currency(program, currency)
     order_id = check_references(order_id=order_id, refund_id=refund_id)
@@ -338,9 +407,10 @@ def record_refund(
         if known is not None:
             return _refund_replay(known, order_id=order_id, amount_minor=amount_minor)
 
-    conversion = _lock_conversion(session, program_id=program_id, order_id=order_id)
+    conversion = lock_conversion(session, program_id=program_id, order_id=order_id)
     if (
         conversion is not None
+        and not cap_to_order
         and conversion.refunded_minor + amount_minor > conversion.amount_minor
     ):
         left = conversion.amount_minor - conversion.refunded_minor
@@ -388,7 +458,7 @@ def _refund_replay(known: Refund, *, order_id: str, amount_minor: int) -> Refund
     return RefundResult(refund=known, created=False, applied=known.applied_at is not None)
 
 
-def _lock_conversion(session: Session, *, program_id: str, order_id: str) -> Conversion | None:
+def lock_conversion(session: Session, *, program_id: str, order_id: str) -> Conversion | None:
     # Two refunds of one order at once must not both pass the "not more than the
     # order" check: hold the order's row until this transaction ends.
     query = select(Conversion).where(
@@ -407,6 +477,8 @@ def _apply(
     conversion.refunded_minor += applied
     refund.conversion_id = conversion.id
     refund.applied_at = now
+    if conversion.status == "cancelled":
+        return  # its revenue and commission were already taken back in full
     analytics.add(
         session,
         program_id=conversion.program_id,
@@ -414,7 +486,7 @@ def _apply(
         day=day_of(conversion.ordered_at),
         increments={"revenue_minor": -applied},
     )
-    commissions.apply_refunds(
+    commissions.recompute(
         session,
         cipher,
         conversion_id=conversion.id,
@@ -461,10 +533,19 @@ def list_conversions(
     created_to: datetime | None,
     after: str | None,
     limit: int,
+    order_id: str | None = None,
+    source: str | None = None,
+    status: str | None = None,
 ) -> list[Conversion]:
     query = select(Conversion).order_by(Conversion.id).limit(limit)
     if program_id is not None:
         query = query.where(Conversion.program_id == program_id)
+    if order_id is not None:
+        query = query.where(Conversion.order_id == order_id)
+    if source is not None:
+        query = query.where(Conversion.source == source)
+    if status is not None:
+        query = query.where(Conversion.status == status)
     if affiliate_id is not None:
         query = query.where(Conversion.affiliate_id == affiliate_id)
     if created_from is not None:
@@ -474,3 +555,34 @@ def list_conversions(
     if after is not None:
         query = query.where(Conversion.id > after)
     return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class CustomerView:
+    id: str
+    external_id: str | None
+    email: str | None
+    name: str | None
+    affiliate_id: str | None
+
+
+def customer_view(
+    session: Session, cipher: FieldCipher, customer_id: str | None
+) -> CustomerView | None:
+    """A customer with personal data decrypted, for the merchant's own API."""
+    if customer_id is None:
+        return None
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        return None
+    return CustomerView(
+        id=customer.id,
+        external_id=customer.external_id,
+        email=cipher.decrypt(customer.email_enc, field=CUSTOMER_EMAIL_FIELD)
+        if customer.email_enc
+        else None,
+        name=cipher.decrypt(customer.name_enc, field=CUSTOMER_NAME_FIELD)
+        if customer.name_enc
+        else None,
+        affiliate_id=customer.affiliate_id,
+    )

@@ -16,14 +16,16 @@ from fastapi import FastAPI
 
 from partnerloop import __version__
 from partnerloop.runtime import Runtime
-from partnerloop.web import health, postback, problems
+from partnerloop.web import health, hooks, postback, problems
 from partnerloop.web.api import (
     affiliates,
     commissions,
+    connectors,
     conversions,
     jobs,
     keys,
     links,
+    orders,
     programs,
     stats,
 )
@@ -32,7 +34,18 @@ from partnerloop.web.redirect import PREFIX, LinkCache, Receive, RedirectApp, Sc
 
 log = logging.getLogger("partnerloop.web")
 
-API_ROUTERS = (programs, affiliates, links, conversions, commissions, stats, keys, jobs)
+API_ROUTERS = (
+    programs,
+    affiliates,
+    links,
+    conversions,
+    orders,
+    commissions,
+    connectors,
+    stats,
+    keys,
+    jobs,
+)
 
 DESCRIPTION = """
 partnerloop's REST API. Authenticate with `Authorization: Bearer <api key>`
@@ -96,5 +109,6 @@ def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> Partnerlo
     for module in API_ROUTERS:
         api.include_router(module.router, prefix="/api/v1")
     api.include_router(postback.router)
+    api.include_router(hooks.router)
     api.include_router(health.router)
     return PartnerloopApp(api, RedirectApp(runtime, writer, LinkCache(runtime)))

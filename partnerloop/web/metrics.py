@@ -21,3 +21,8 @@ CLICK_COMMIT_SECONDS = Histogram(
     buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 POSTBACKS = Counter("partnerloop_postbacks_total", "S2S postbacks received", ["outcome"])
+WEBHOOKS = Counter(
+    "partnerloop_shop_webhooks_total",
+    "Shop webhooks received (accepted, duplicate, answered, unauthorized)",
+    ["outcome"],
+)

@@ -1,0 +1,222 @@
+"""Connectors as stored: one merchant's connection to one shop.
+
+Secrets and API credentials are encrypted at rest and only decrypted where a
+signature is checked or an API called. Rotating the webhook secret keeps the
+previous one valid until the next rotation, because shops take a while to
+start signing with a new one (Shopify: up to an hour).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from partnerloop.core.crypto import FieldCipher
+from partnerloop.core.errors import InvalidInput, NotFound
+from partnerloop.core.ids import new_id
+from partnerloop.integrations.models import Connector
+from partnerloop.integrations.shop import ConnectorConfig, ShopConnector
+from partnerloop.programs import service as programs
+
+SECRET_FIELD = "connector.secret"  # noqa: S105 (an encryption context name, not a secret)
+CREDENTIALS_FIELD = "connector.credentials"
+SOURCE_PREFIX = "connector:"
+INBOUND_KIND = "shop"
+MAX_SECRET = 512
+# Every connector may be pointed at another API host (a local test server, a proxy).
+COMMON_SETTINGS = {"api_base_url": False}
+
+
+def source_of(connector_id: str) -> str:
+    """The inbox `source` of a connector's events: dedupe is per connector."""
+    return f"{SOURCE_PREFIX}{connector_id}"
+
+
+def connector_id_of(source: str) -> str | None:
+    return source.removeprefix(SOURCE_PREFIX) if source.startswith(SOURCE_PREFIX) else None
+
+
+def webhook_url(public_url: str, connector_id: str) -> str:
+    return f"{public_url.rstrip('/')}/hooks/{connector_id}"
+
+
+def _check_url(value: str, field: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput(
+            f"{field} must be an http(s) URL, e.g. https://shop.example.com.",
+            code="invalid_url",
+            field=f"settings.{field}",
+        )
+    return value.rstrip("/")
+
+
+def check_settings(shop: ShopConnector, settings: Mapping[str, Any]) -> dict[str, Any]:
+    known = {**COMMON_SETTINGS, **shop.settings_fields}
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise InvalidInput(
+            f"Unknown setting {unknown[0]!r} for a {shop.kind} connector; "
+            f"known: {', '.join(sorted(known))}.",
+            code="unknown_setting",
+            field=f"settings.{unknown[0]}",
+        )
+    cleaned: dict[str, Any] = {}
+    for name, required in known.items():
+        value = settings.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                raise InvalidInput(
+                    f"A {shop.kind} connector needs settings.{name}.",
+                    code="missing_setting",
+                    field=f"settings.{name}",
+                )
+            continue
+        if not isinstance(value, str) or len(value) > 512:
+            raise InvalidInput(
+                f"settings.{name} must be text of at most 512 characters.",
+                code="invalid_setting",
+                field=f"settings.{name}",
+            )
+        value = value.strip()
+        if name.endswith("_url"):
+            value = _check_url(value, name)
+        cleaned[name] = value
+    return cleaned
+
+
+def _check_secret(secret: str) -> str:
+    if not secret or len(secret) > MAX_SECRET or secret != secret.strip():
+        raise InvalidInput(
+            f"secret must be 1 to {MAX_SECRET} characters without surrounding spaces: "
+            "the webhook signing secret exactly as the shop shows it.",
+            code="invalid_secret",
+            field="secret",
+        )
+    return secret
+
+
+def _check_credentials(shop: ShopConnector, credentials: Mapping[str, Any]) -> dict[str, str]:
+    unknown = sorted(set(credentials) - set(shop.credential_fields))
+    if unknown:
+        raise InvalidInput(
+            f"Unknown credential {unknown[0]!r} for a {shop.kind} connector; "
+            f"known: {', '.join(shop.credential_fields) or 'none'}.",
+            code="unknown_credential",
+            field=f"credentials.{unknown[0]}",
+        )
+    cleaned = {}
+    for name, value in credentials.items():
+        if not isinstance(value, str) or not value or len(value) > 2048:
+            raise InvalidInput(
+                f"credentials.{name} must be text of 1 to 2048 characters.",
+                code="invalid_credential",
+                field=f"credentials.{name}",
+            )
+        cleaned[name] = value
+    return cleaned
+
+
+def create(
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    shop: ShopConnector,
+    program_id: str,
+    settings: Mapping[str, Any],
+    secret: str,
+    credentials: Mapping[str, Any],
+    now: datetime,
+) -> Connector:
+    programs.get_or_raise(session, program_id)
+    # API credentials may come inside settings (e.g. WooCommerce consumer_key):
+    # they are kept encrypted with the other credentials, never as plain settings.
+    settings = dict(settings)
+    credentials = dict(credentials)
+    for name in shop.credential_fields:
+        if name in settings:
+            credentials.setdefault(name, settings.pop(name))
+    connector_id = new_id("connector")
+    connector = Connector(
+        id=connector_id,
+        program_id=program_id,
+        kind=shop.kind,
+        settings=check_settings(shop, settings),
+        secret_enc=cipher.encrypt(_check_secret(secret), field=SECRET_FIELD),
+        previous_secret_enc=None,
+        credentials_enc=_encrypt_credentials(cipher, _check_credentials(shop, credentials)),
+        cursor=None,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(connector)
+    session.flush()
+    return connector
+
+
+def _encrypt_credentials(cipher: FieldCipher, credentials: dict[str, str]) -> str | None:
+    if not credentials:
+        return None
+    return cipher.encrypt(json.dumps(credentials, sort_keys=True), field=CREDENTIALS_FIELD)
+
+
+def rotate_secret(
+    session: Session, cipher: FieldCipher, *, connector: Connector, secret: str, now: datetime
+) -> Connector:
+    """The new secret signs from now on; the current one stays valid until the next rotation."""
+    connector.previous_secret_enc = connector.secret_enc
+    connector.secret_enc = cipher.encrypt(_check_secret(secret), field=SECRET_FIELD)
+    connector.updated_at = now
+    return connector
+
+
+def get_or_raise(
+    session: Session, connector_id: str, *, program_id: str | None = None
+) -> Connector:
+    connector = session.get(Connector, connector_id)
+    if connector is None or (program_id is not None and connector.program_id != program_id):
+        raise NotFound(f"No connector {connector_id}.", code="connector_not_found")
+    return connector
+
+
+def list_connectors(
+    session: Session, *, program_id: str | None, after: str | None = None, limit: int = 100
+) -> list[Connector]:
+    query = select(Connector).order_by(Connector.id).limit(limit)
+    if program_id is not None:
+        query = query.where(Connector.program_id == program_id)
+    if after is not None:
+        query = query.where(Connector.id > after)
+    return list(session.scalars(query))
+
+
+def secrets_of(cipher: FieldCipher, connector: Connector) -> list[str]:
+    """Current secret first, then the previous one during a rotation."""
+    found = [cipher.decrypt(connector.secret_enc, field=SECRET_FIELD)]
+    if connector.previous_secret_enc:
+        found.append(cipher.decrypt(connector.previous_secret_enc, field=SECRET_FIELD))
+    return found
+
+
+def config_of(session: Session, cipher: FieldCipher, connector: Connector) -> ConnectorConfig:
+    program = programs.get_or_raise(session, connector.program_id)
+    credentials: dict[str, str] = {}
+    if connector.credentials_enc:
+        credentials = json.loads(cipher.decrypt(connector.credentials_enc, field=CREDENTIALS_FIELD))
+    return ConnectorConfig(
+        connector_id=connector.id,
+        program_currency=program.currency,
+        settings=dict(connector.settings),
+        credentials=credentials,
+    )
+
+
+def save_cursor(connector: Connector, cursor: dict[str, Any], *, now: datetime) -> None:
+    connector.cursor = cursor
+    connector.updated_at = now
