@@ -23,6 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from partnerloop.analytics import service as analytics
+from partnerloop.attribution import service as attribution
 from partnerloop.commissions import service as commissions
 from partnerloop.core.clock import day_of
 from partnerloop.core.crypto import FieldCipher, looks_like_email, normalise_email
@@ -33,6 +34,7 @@ from partnerloop.core.money import format_amount
 from partnerloop.orders import service as orders
 from partnerloop.orders.models import Conversion, Customer, Subscription
 from partnerloop.programs import service as programs
+from partnerloop.programs.models import Program
 from partnerloop.tracking import service as tracking
 
 
@@ -228,7 +230,7 @@ def _is_stale(conversion: Conversion, snapshot: OrderSnapshot) -> bool:
 def _update(
     session: Session,
     cipher: FieldCipher,
-    program: Any,
+    program: Program,
     conversion: Conversion,
     snapshot: OrderSnapshot,
     now: datetime,
@@ -250,6 +252,10 @@ def _update(
         if value is not None and getattr(conversion, name) != value:
             setattr(conversion, name, value)
             changed = True
+    if conversion.affiliate_id is None and _attribute_late(
+        session, cipher, program=program, conversion=conversion, snapshot=snapshot, now=now
+    ):
+        changed = True
     if snapshot.subtotal_minor != conversion.amount_minor:
         _rebase(
             session, cipher, conversion=conversion, amount_minor=snapshot.subtotal_minor, now=now
@@ -266,6 +272,67 @@ def _update(
     if changed:
         orders.announce(session, cipher, conversion=conversion, topic="conversion.updated", now=now)
     return changed
+
+
+def _attribute_late(
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    program: Program,
+    conversion: Conversion,
+    snapshot: OrderSnapshot,
+    now: datetime,
+) -> bool:
+    """An order first seen without evidence (e.g. Stripe's invoice before its checkout
+    session, a Shopify order whose cart attributes came with an update) is
+    attributed when a later state brings a click id or coupon. An order once
+    attributed is never moved to another affiliate."""
+    click_id = clean_click_id(snapshot.click_id)
+    coupon = _pick_coupon(session, program_id=program.id, codes=snapshot.coupon_codes)
+    if click_id is None and coupon is None:
+        return False
+    decided = attribution.attribute(
+        session,
+        program=program,
+        click_id=click_id,
+        coupon_code=coupon,
+        customer_affiliate_id=None,
+        ordered_at=conversion.ordered_at,
+    )
+    if decided.affiliate_id is None:
+        return False
+    day = day_of(conversion.ordered_at)
+    counted = {
+        "conversions": 1,
+        "revenue_minor": conversion.amount_minor - conversion.refunded_minor,
+    }
+    if conversion.status == "cancelled":
+        counted["revenue_minor"] = 0
+    analytics.add(
+        session,
+        program_id=program.id,
+        affiliate_id=None,
+        day=day,
+        increments={name: -value for name, value in counted.items()},
+    )
+    analytics.add(
+        session,
+        program_id=program.id,
+        affiliate_id=decided.affiliate_id,
+        day=day,
+        increments=counted,
+    )
+    conversion.affiliate_id = decided.affiliate_id
+    conversion.attribution = decided.method
+    conversion.click_id = click_id
+    conversion.coupon_code = coupon
+    if conversion.customer_id is not None:
+        customer = session.get(Customer, conversion.customer_id)
+        if customer is not None and customer.affiliate_id is None:
+            customer.affiliate_id = decided.affiliate_id
+            customer.bound_at = now
+    orders.commission_for(session, cipher, program=program, conversion=conversion, now=now)
+    return True
 
 
 def _rebase(

@@ -91,6 +91,7 @@ def create(
     commission_value: str,
     hold_days: int,
     now: datetime,
+    recurring_commission: bool = False,
 ) -> CreatedProgram:
     name = name.strip()
     if not name or len(name) > 200:
@@ -125,6 +126,7 @@ def create(
         commission_rate=terms.rate,
         commission_amount_minor=terms.amount_minor,
         hold_days=hold_days,
+        recurring_commission=recurring_commission,
         postback_token_hash=hash_token(token),
         created_at=now,
     )

@@ -236,13 +236,15 @@ def mark_done(
     _finish(session, model, job_id, worker_id=worker_id, values=values)
 
 
-def mark_rejected(session: Session, job_id: str, *, worker_id: str, reason: str) -> None:
+def mark_rejected(
+    session: Session, job_id: str, *, worker_id: str, reason: str, now: datetime
+) -> None:
     _finish(
         session,
         InboundEvent,
         job_id,
         worker_id=worker_id,
-        values={"state": "rejected", "last_error": reason[:MAX_ERROR_CHARS]},
+        values={"state": "rejected", "last_error": reason[:MAX_ERROR_CHARS], "handled_at": now},
     )
 
 

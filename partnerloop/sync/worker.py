@@ -276,7 +276,11 @@ class Worker:
             with transaction(self._sessions) as session:
                 if rejected is not None:
                     service.mark_rejected(
-                        session, job_id, worker_id=self.worker_id, reason=rejected
+                        session,
+                        job_id,
+                        worker_id=self.worker_id,
+                        reason=rejected,
+                        now=self._clock(),
                     )
                     return
                 service.mark_failed(

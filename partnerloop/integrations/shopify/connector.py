@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from partnerloop.core.money import proportion_of
 from partnerloop.integrations.shop import (
     Answer,
     BadSignature,
@@ -58,7 +59,13 @@ PRIVACY_TOPICS = {
     "customers/redact": "customer_redact",
     "shop/redact": "shop_redact",
 }
-IGNORED_TOPICS = ("app/uninstalled", "customers/delete", "orders/delete")
+IGNORED_TOPICS = (
+    "app/uninstalled",
+    "customers/delete",
+    "orders/delete",
+    # Payments are read from the order's financial_status (orders/paid, orders/updated).
+    "order_transactions/create",
+)
 PAID_STATUSES = ("paid", "partially_refunded", "refunded")
 # A note or cart attribute carrying our click id (set by the storefront snippet).
 CLICK_ATTRIBUTES = ("plclid", "partnerloop_click_id", "_plclid")
@@ -295,14 +302,7 @@ def refund_facts(
                 currency = currency_of(code, what=f"refund {refund_id}")
                 break
     if lines:
-        amount = sum(
-            minor(
-                _money_set(line, "subtotal_set") or line.get("subtotal"),
-                currency,
-                what=f"refund {refund_id}'s line subtotal",
-            )
-            for line in lines
-        )
+        amount = sum(_refund_line(line, currency, refund_id) for line in lines)
     else:
         amount = sum(
             minor(t.get("amount"), currency, what=f"refund {refund_id}'s transaction")
@@ -319,6 +319,21 @@ def refund_facts(
         currency=currency,
         refunded_at=parse_time(refund.get("processed_at") or refund.get("created_at"), what="date"),
     )
+
+
+def _refund_line(line: Mapping[str, Any], currency: str, refund_id: str) -> int:
+    what = f"refund {refund_id}'s line"
+    subtotal = _money_set(line, "subtotal_set") or line.get("subtotal")
+    if subtotal is not None:
+        return minor(subtotal, currency, what=what)
+    # Older REST shape: no subtotal; the refunded quantity of the line, less its
+    # share of the line's discount (rounded by the one money rule).
+    item = line.get("line_item") or {}
+    quantity = int(line.get("quantity") or 0)
+    ordered = int(item.get("quantity") or quantity or 1)
+    price = minor(item.get("price"), currency, what=what)
+    discount = minor_or_zero(item.get("total_discount"), currency, what=what)
+    return price * quantity - proportion_of(discount, quantity, ordered)
 
 
 def _name(customer: Mapping[str, Any]) -> str | None:

@@ -22,6 +22,10 @@ class CommissionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["percentage", "fixed"]
     value: str = Field(description='Percentage ("10" is 10 %) or fixed amount (' + AMOUNT_DOC + ")")
+    recurring: bool = Field(
+        False,
+        description="Subscription renewals earn the commission again (recurring commission).",
+    )
 
 
 class ProgramIn(BaseModel):
@@ -41,6 +45,7 @@ class ProgramIn(BaseModel):
 class CommissionOut(BaseModel):
     type: str
     value: str
+    recurring: bool
 
 
 class ProgramOut(BaseModel):
@@ -67,9 +72,15 @@ class ProgramList(BaseModel):
 
 def commission_out(program: Program) -> CommissionOut:
     if program.commission_type == "percentage":
-        return CommissionOut(type="percentage", value=program.commission_rate or "0")
+        return CommissionOut(
+            type="percentage",
+            value=program.commission_rate or "0",
+            recurring=program.recurring_commission,
+        )
     return CommissionOut(
-        type="fixed", value=format_amount(program.commission_amount_minor or 0, program.currency)
+        type="fixed",
+        value=format_amount(program.commission_amount_minor or 0, program.currency),
+        recurring=program.recurring_commission,
     )
 
 
@@ -102,6 +113,7 @@ def create_program(body: ProgramIn, principal: PrincipalDep, runtime: RuntimeDep
             allowed_domains=body.allowed_domains,
             commission_type=body.commission.type,
             commission_value=body.commission.value,
+            recurring_commission=body.commission.recurring,
             hold_days=body.hold_days,
             now=utcnow(),
         )
