@@ -31,9 +31,14 @@ app = typer.Typer(
 api_key_app = typer.Typer(help="Create and manage API keys.", no_args_is_help=True)
 affiliates_app = typer.Typer(help="List and approve affiliates.", no_args_is_help=True)
 commissions_app = typer.Typer(help="List and approve commissions.", no_args_is_help=True)
+connectors_app = typer.Typer(
+    help="Connect shops (Shopify, WooCommerce, Magento, Stripe) and pull their history.",
+    no_args_is_help=True,
+)
 app.add_typer(api_key_app, name="api-key")
 app.add_typer(affiliates_app, name="affiliates")
 app.add_typer(commissions_app, name="commissions")
+app.add_typer(connectors_app, name="connectors")
 
 out = Console()
 err = Console(stderr=True)
@@ -290,6 +295,160 @@ def commissions_approve(commission_id: str) -> None:
         err.print(f"[red]{error.detail}[/red]")
         raise typer.Exit(1) from None
     out.print(f"{row.id}: {row.state}")
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        name, sep, given = value.partition("=")
+        if not sep or not name:
+            err.print(f"[red]{option} takes NAME=VALUE, not {value!r}.[/red]")
+            raise typer.Exit(2)
+        pairs[name.strip()] = given
+    return pairs
+
+
+@connectors_app.command("create")
+def connectors_create(
+    program: Annotated[str, typer.Option(help="The program the shop's orders count for.")],
+    kind: Annotated[str, typer.Option(help="shopify, woocommerce, magento or stripe.")],
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=VALUE, repeatable: shop_domain (shopify), store_url (woocommerce), "
+            "base_url (magento), api_base_url (any)."
+        ),
+    ] = None,
+    credential: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=VALUE for backfill, repeatable, stored encrypted: access_token "
+            "(shopify, magento), consumer_key and consumer_secret (woocommerce), api_key (stripe)."
+        ),
+    ] = None,
+) -> None:
+    """Connect a shop. Reads the webhook signing secret from stdin (never an argument,
+    so it stays out of shell history) and prints the webhook URL to paste into the shop."""
+    from partnerloop.integrations import connectors
+    from partnerloop.integrations.registry import SHOPS, kinds
+
+    shop = SHOPS.get(kind)
+    if shop is None:
+        err.print(f"[red]Unknown kind {kind!r}; known: {', '.join(kinds())}.[/red]")
+        raise typer.Exit(2)
+    if sys.stdin.isatty():
+        err.print("Webhook signing secret (then Enter):")
+    secret = sys.stdin.readline().strip()
+    runtime = _runtime()
+    try:
+        with transaction(runtime.sessions) as session:
+            connector = connectors.create(
+                session,
+                runtime.cipher,
+                shop=shop,
+                program_id=program,
+                settings=_pairs(setting or [], "--setting"),
+                secret=secret,
+                credentials=_pairs(credential or [], "--credential"),
+                now=utcnow(),
+            )
+    except DomainError as error:
+        err.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    err.print(f"created {connector.id} ({kind}) for program {program}; webhook URL:")
+    sys.stdout.write(connectors.webhook_url(runtime.settings.public_url, connector.id) + "\n")
+
+
+@connectors_app.command("list")
+def connectors_list(
+    program: Annotated[str | None, typer.Option(help="Only this program.")] = None,
+) -> None:
+    """List connectors with their webhook URLs."""
+    from partnerloop.integrations import connectors
+
+    runtime = _runtime()
+    table = Table("id", "program", "kind", "settings", "webhook URL")
+    with runtime.sessions() as session:
+        for row in connectors.list_connectors(session, program_id=program):
+            table.add_row(
+                row.id,
+                row.program_id,
+                row.kind,
+                ", ".join(f"{k}={v}" for k, v in sorted(row.settings.items())),
+                connectors.webhook_url(runtime.settings.public_url, row.id),
+            )
+    out.print(table)
+
+
+@connectors_app.command("backfill")
+def connectors_backfill(
+    connector: Annotated[str, typer.Argument(help="The connector id (con_...).")],
+    since: Annotated[
+        str, typer.Option(help="Pull orders created or changed on/after this date (YYYY-MM-DD).")
+    ],
+    restart: Annotated[
+        bool, typer.Option(help="Start over instead of resuming an interrupted backfill.")
+    ] = False,
+) -> None:
+    """Pull historic orders through the shop's REST API into the inbox.
+
+    Idempotent with the webhooks: an order seen both ways counts once. Each page
+    is committed with its position, so an interrupted run resumes where it
+    stopped when started again with the same --since. The worker (`partnerloop
+    serve` or `partnerloop worker`) then applies the orders.
+    """
+    import httpx
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from partnerloop.integrations import backfill
+    from partnerloop.integrations.registry import SHOPS
+    from partnerloop.web.api.common import parse_moment
+
+    runtime = _runtime()
+    try:
+        start = parse_moment(since, field="--since")
+    except DomainError as error:
+        err.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(2) from None
+    assert start is not None
+    with Progress(
+        TextColumn("[bold]backfill[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(connector, total=None)
+
+        def advance(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            with httpx.Client(timeout=60.0) as client:
+                result = backfill.run(
+                    runtime.sessions,
+                    runtime.cipher,
+                    SHOPS,
+                    connector_id=connector,
+                    since=start,
+                    client=client,
+                    restart=restart,
+                    progress=advance,
+                )
+        except DomainError as error:
+            err.print(f"[red]{error.detail}[/red]")
+            raise typer.Exit(1) from None
+        except httpx.HTTPError as error:
+            err.print(
+                f"[red]The shop's API failed: {error}. What was pulled is kept; run the "
+                "same command again to resume.[/red]"
+            )
+            raise typer.Exit(1) from None
+    pages = f"{result.pages} page{'' if result.pages == 1 else 's'}"
+    out.print(
+        f"{'resumed, ' if result.resumed else ''}{pages}: {result.stored} new, "
+        f"{result.duplicates} already received"
+    )
 
 
 def _redacted(url: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import httpx
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,13 +20,16 @@ from partnerloop.core.db import make_engine, make_sessionmaker
 from partnerloop.core.faults import Faults
 from partnerloop.core.settings import Settings, load_old_secret_keys, load_secret_key
 from partnerloop.integrations import inbound as shop_inbound
+from partnerloop.integrations import scheduled
 from partnerloop.integrations.postback import handler as postback
 from partnerloop.integrations.registry import SHOPS
 from partnerloop.sync.fanout import Subscriber, make_fanout
 from partnerloop.sync.service import FANOUT_KIND
-from partnerloop.sync.worker import PeriodicTask, Registry, Worker
+from partnerloop.sync.worker import BackgroundTask, PeriodicTask, Registry, Worker
 
 APPROVE_DUE_EVERY_SECONDS = 30.0
+# How often the worker looks for connectors whose scheduled pull is due.
+PULL_CHECK_EVERY_SECONDS = 60.0
 
 
 @dataclass
@@ -43,6 +47,15 @@ class Runtime:
         def approve_due(session: Session, now: datetime) -> int:
             return commissions.approve_due(session, cipher, now=now)
 
+        def pull_shops(now: datetime) -> int:
+            return scheduled.pull_due(
+                self.sessions,
+                cipher,
+                SHOPS,
+                client_factory=lambda: httpx.Client(timeout=60.0),
+                now=now,
+            )
+
         return Registry(
             inbound={
                 postback.KIND: postback.make_handler(cipher),
@@ -53,6 +66,7 @@ class Runtime:
             periodic=[
                 PeriodicTask("approve_due_commissions", APPROVE_DUE_EVERY_SECONDS, approve_due)
             ],
+            background=[BackgroundTask("pull_shops", PULL_CHECK_EVERY_SECONDS, pull_shops)],
         )
 
     def make_worker(self, *, registry: Registry | None = None) -> Worker:

@@ -49,12 +49,13 @@ def run(
     client: httpx.Client,
     restart: bool = False,
     progress: Progress | None = None,
+    cursor_key: str = CURSOR_KEY,
 ) -> BackfillResult:
     with sessions() as session:
         connector = connectors.get_or_raise(session, connector_id)
         config = connectors.config_of(session, cipher, connector)
         program_id = connector.program_id
-        saved: dict[str, Any] = dict((connector.cursor or {}).get(CURSOR_KEY) or {})
+        saved: dict[str, Any] = dict((connector.cursor or {}).get(cursor_key) or {})
     shop = shops.get(connector.kind)
     pull = getattr(shop, "pull", None)
     if shop is None or pull is None:
@@ -79,6 +80,7 @@ def run(
                 page=page,
                 result=result,
                 seen=seen + len(page.items),
+                cursor_key=cursor_key,
             )
             seen += len(page.items)
             if progress is not None:
@@ -98,6 +100,7 @@ def _store_page(
     page: PulledPage,
     result: BackfillResult,
     seen: int,
+    cursor_key: str,
 ) -> None:
     now = utcnow()
     with transaction(sessions) as session:
@@ -120,9 +123,12 @@ def _store_page(
         connector = connectors.get_or_raise(session, connector_id)
         state = dict(connector.cursor or {})
         if page.done:
-            state.pop(CURSOR_KEY, None)
-            state["last_backfill"] = {"since": since.isoformat(), "finished_at": now.isoformat()}
+            state.pop(cursor_key, None)
+            state[f"last_{cursor_key}"] = {
+                "since": since.isoformat(),
+                "finished_at": now.isoformat(),
+            }
         else:
-            state[CURSOR_KEY] = {"since": since.isoformat(), "position": page.cursor, "seen": seen}
+            state[cursor_key] = {"since": since.isoformat(), "position": page.cursor, "seen": seen}
         connectors.save_cursor(connector, state, now=now)
     result.pages += 1

@@ -29,8 +29,10 @@ CREDENTIALS_FIELD = "connector.credentials"
 SOURCE_PREFIX = "connector:"
 INBOUND_KIND = "shop"
 MAX_SECRET = 512
-# Every connector may be pointed at another API host (a local test server, a proxy).
-COMMON_SETTINGS = {"api_base_url": False}
+# Every connector may be pointed at another API host (a local test server, a proxy),
+# and be pulled on a schedule (partnerloop.integrations.scheduled).
+COMMON_SETTINGS = {"api_base_url": False, "pull_every_minutes": False}
+LONG_SETTINGS = {"public_key": 8192}  # a PEM public key of up to 4096-bit RSA and more
 
 
 def source_of(connector_id: str) -> str:
@@ -78,9 +80,13 @@ def check_settings(shop: ShopConnector, settings: Mapping[str, Any]) -> dict[str
                     field=f"settings.{name}",
                 )
             continue
-        if not isinstance(value, str) or len(value) > 512:
+        if name == "pull_every_minutes":
+            cleaned[name] = _check_minutes(value)
+            continue
+        if not isinstance(value, str) or len(value) > LONG_SETTINGS.get(name, 512):
             raise InvalidInput(
-                f"settings.{name} must be text of at most 512 characters.",
+                f"settings.{name} must be text of at most "
+                f"{LONG_SETTINGS.get(name, 512)} characters.",
                 code="invalid_setting",
                 field=f"settings.{name}",
             )
@@ -89,6 +95,19 @@ def check_settings(shop: ShopConnector, settings: Mapping[str, Any]) -> dict[str
             value = _check_url(value, name)
         cleaned[name] = value
     return cleaned
+
+
+def _check_minutes(value: Any) -> int:
+    low, high = 5, 1440  # every 5 minutes to once a day
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(
+            f"settings.pull_every_minutes must be a whole number from {low} to {high}.",
+            code="invalid_setting",
+            field="settings.pull_every_minutes",
+        )
+    return value
 
 
 def _check_secret(secret: str) -> str:

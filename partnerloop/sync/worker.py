@@ -79,6 +79,17 @@ class PeriodicTask:
     run: Callable[[Session, datetime], int]
 
 
+@dataclass(frozen=True)
+class BackgroundTask:
+    """Periodic work that calls remote systems (e.g. pulling a shop's orders): it
+    runs outside any transaction and opens its own short ones, so no database
+    lock is held while waiting on the network."""
+
+    name: str
+    every_seconds: float
+    run: Callable[[datetime], int]
+
+
 @dataclass
 class Registry:
     """What the worker can do, keyed by InboundEvent.kind and OutboxMessage.destination_kind.
@@ -91,6 +102,7 @@ class Registry:
     local: Mapping[str, LocalHandler] = field(default_factory=dict)
     remote: Mapping[str, RemoteDeliverer] = field(default_factory=dict)
     periodic: Sequence[PeriodicTask] = ()
+    background: Sequence[BackgroundTask] = ()
 
 
 def default_worker_id() -> str:
@@ -307,6 +319,15 @@ class Worker:
                     ran += task.run(session, self._clock())
             except Exception:
                 log.exception("periodic task %s failed", task.name)
+        for background in self._registry.background:
+            last = self._last_periodic.get(background.name, 0.0)
+            if time.monotonic() - last < background.every_seconds:
+                continue
+            self._last_periodic[background.name] = time.monotonic()
+            try:
+                ran += background.run(self._clock())
+            except Exception:
+                log.exception("background task %s failed", background.name)
         return ran
 
 

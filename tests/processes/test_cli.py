@@ -398,6 +398,10 @@ HELP_COMMANDS = [
     ["commissions"],
     ["commissions", "list"],
     ["commissions", "approve"],
+    ["connectors"],
+    ["connectors", "create"],
+    ["connectors", "list"],
+    ["connectors", "backfill"],
 ]
 
 
