@@ -3,6 +3,10 @@ SQLite file byte for byte, and every row of every PostgreSQL table."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import secrets
 from pathlib import Path
 
@@ -13,6 +17,7 @@ from partnerloop.core.db import transaction
 from partnerloop.tracking.service import ClickRecord, new_click_id, write_clicks
 from tests.conftest import Backend, Server, drain
 from tests.factories.affiliates import create_affiliate_api
+from tests.factories.connectors import create_connector_api, fixture_json, hook_path, orders_for
 from tests.factories.programs import create_program_api
 from tests.factories.tracking import BROWSER_UA, click, create_link_api
 
@@ -81,6 +86,43 @@ def test_no_personal_data_in_plaintext(server: Server, backend: Backend) -> None
                 "customer_email": customer_email.upper(),
             },
         ).raise_for_status()
+        # A shop webhook carrying the customer's e-mail, name and phone, a Shopify
+        # privacy request, and the connector's own signing secret and API token.
+        shop_secret = f"shpss_{marker}"
+        connector = create_connector_api(
+            api,
+            program["id"],
+            "shopify",
+            secret=shop_secret,
+            settings={"shop_domain": "pii.myshopify.com"},
+            credentials={"access_token": f"shpat_{marker}"},
+        )
+        order = fixture_json("shopify", "docs-example_2026-04_orders_paid.json")["response"]
+        order = dict(
+            order,
+            id=int(marker, 16),
+            email=customer_email,
+            customer=dict(
+                order["customer"],
+                email=customer_email,
+                first_name="Henrietta",
+                last_name=f"{marker}x",
+            ),
+        )
+        redact = dict(
+            fixture_json("shopify", "docs-example_2026-04_customers_redact.json")["response"],
+            customer={"id": 191167, "email": customer_email, "phone": "555-625-1199"},
+        )
+        for topic, payload in (("orders/paid", order), ("customers/redact", redact)):
+            body = json.dumps(payload).encode()
+            signature = base64.b64encode(
+                hmac.new(shop_secret.encode(), body, hashlib.sha256).digest()
+            ).decode()
+            api.post(
+                hook_path(connector),
+                content=body,
+                headers={"X-Shopify-Topic": topic, "X-Shopify-Hmac-Sha256": signature},
+            ).raise_for_status()
         drain(server.runtime)
         # The test server sees every shopper as 127.0.0.1, which other tables hold
         # in URLs; store a click with a distinctive IP through the same writer.
@@ -89,9 +131,23 @@ def test_no_personal_data_in_plaintext(server: Server, backend: Backend) -> None
         # The API still shows the decrypted values to an authorised caller.
         shown = api.get(f"/api/v1/affiliates/{affiliate['id']}").json()
         assert (shown["email"], shown["name"]) == (affiliate_email, affiliate_name)
+        [shop_order] = orders_for(api, program["id"], external_id=str(int(marker, 16)))
+        assert (shop_order["customer"]["email"], shop_order["customer"]["name"]) == (
+            customer_email,
+            f"Henrietta {marker}x",
+        )
 
     haystack = _haystack(server, backend).lower()
 
-    for secret in (affiliate_email, affiliate_name, customer_email, f"{marker} zelle"):
+    for secret in (
+        affiliate_email,
+        affiliate_name,
+        customer_email,
+        f"{marker} zelle",
+        f"henrietta {marker}x",
+        "555-625-1199",
+        f"shpss_{marker}",
+        f"shpat_{marker}",
+    ):
         assert secret.lower().encode() not in haystack, secret
     assert shopper_ip.encode() not in haystack
