@@ -101,6 +101,7 @@ def test_no_personal_data_in_plaintext(server: Server, backend: Backend) -> None
         order = dict(
             order,
             id=int(marker, 16),
+            currency="EUR",
             email=customer_email,
             customer=dict(
                 order["customer"],
