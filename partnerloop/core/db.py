@@ -132,12 +132,13 @@ def insert_if_absent(
     """INSERT ... ON CONFLICT DO NOTHING. True if this call inserted the row.
 
     Idempotency as a schema fact: two concurrent callers with the same key get
-    one row, and exactly one of them learns it was first.
+    one row, and exactly one of them learns it was first. Empty
+    `conflict_columns`: a clash on any unique constraint skips the insert.
     """
     statement = (
         _insert(session, table)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=list(conflict_columns))
+        .on_conflict_do_nothing(index_elements=list(conflict_columns) or None)
         # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
         .returning(*table.primary_key.columns)
     )

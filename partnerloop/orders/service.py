@@ -158,37 +158,66 @@ def find_or_create_customer(
     now: datetime,
     name: str | None = None,
 ) -> Customer | None:
-    """The customer by shop id, else by e-mail; created on first sight."""
+    """The customer by shop id, else by e-mail; created on first sight.
+
+    A customer first known by e-mail (an API or postback report) who then comes
+    with the shop's id is the same customer and gets that id. A second shop
+    account with an address another account already has is a customer of its
+    own, found by its id (the e-mail index stays with the first).
+    """
+    index = (
+        cipher.blind_index(normalise_email(email), field=CUSTOMER_EMAIL_FIELD) if email else None
+    )
     if external_id:
-        key: dict[str, Any] = {"external_id": external_id}
-        conflict = ("program_id", "external_id")
-    elif email:
-        key = {
-            "email_index": cipher.blind_index(normalise_email(email), field=CUSTOMER_EMAIL_FIELD)
-        }
-        conflict = ("program_id", "email_index")
-    else:
+        found = _customer_by(session, program_id, external_id=external_id)
+        if found is None and index is not None:
+            by_email = _customer_by(session, program_id, email_index=index)
+            if by_email is not None and by_email.external_id is None:
+                by_email.external_id = external_id
+                found = by_email
+        if found is not None:
+            if name and found.name_enc is None:
+                found.name_enc = cipher.encrypt(name, field=CUSTOMER_NAME_FIELD)
+            return found
+    elif index is None:
         return None
     values: dict[str, Any] = {
         "id": new_id("customer"),
         "program_id": program_id,
+        "external_id": external_id,
+        "email_index": index,
         "created_at": now,
-        **key,
     }
     if email:
         values["email_enc"] = cipher.encrypt(normalise_email(email), field=CUSTOMER_EMAIL_FIELD)
-        values["email_index"] = cipher.blind_index(
-            normalise_email(email), field=CUSTOMER_EMAIL_FIELD
-        )
     if name:
         values["name_enc"] = cipher.encrypt(name, field=CUSTOMER_NAME_FIELD)
-    insert_if_absent(session, Customer.__table__, values, conflict_columns=conflict)  # type: ignore[arg-type]
-    column = next(iter(key))
-    return session.scalars(
-        select(Customer).where(
-            Customer.program_id == program_id, getattr(Customer, column) == key[column]
-        )
-    ).one()
+    # Any unique clash (a concurrent first sight by id or by e-mail) skips the insert.
+    insert_if_absent(session, Customer.__table__, values, conflict_columns=())  # type: ignore[arg-type]
+    if external_id:
+        found = _customer_by(session, program_id, external_id=external_id)
+        if found is None:  # the address belongs to another shop account: keep both
+            values["email_index"] = None
+            insert_if_absent(session, Customer.__table__, values, conflict_columns=())  # type: ignore[arg-type]
+            found = _customer_by(session, program_id, external_id=external_id)
+        assert found is not None
+        return found
+    return _customer_by(session, program_id, email_index=index)
+
+
+def _customer_by(
+    session: Session,
+    program_id: str,
+    *,
+    external_id: str | None = None,
+    email_index: str | None = None,
+) -> Customer | None:
+    query = select(Customer).where(Customer.program_id == program_id)
+    if external_id is not None:
+        query = query.where(Customer.external_id == external_id)
+    else:
+        query = query.where(Customer.email_index == email_index)
+    return session.scalar(query)
 
 
 def _bind_customer(

@@ -5,7 +5,7 @@ interval, by one worker, and a failed pull is covered again next time."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -68,7 +68,7 @@ def test_a_store_without_events_is_pulled_on_schedule(server: Server) -> None:
             settings={"base_url": shop.url, "pull_every_minutes": "15"},
             credentials={"access_token": "magento-token"},
         )
-        created = utcnow()
+        created = datetime.fromisoformat(connector["created_at"].replace("Z", "+00:00"))
         t0 = created + timedelta(seconds=1)
         assert connector["settings"]["pull_every_minutes"] == 15
 

@@ -335,12 +335,25 @@ def test_anonymised_real_payloads_without_amounts_are_quarantined(server: Server
             fixture_bytes("shopify", "real-anonymized_2025-04_order_transactions_1.json"),
             event_id="anon-transaction",
         )
+        transaction = fixture_json("shopify", "rest-fixture_transaction.json")["transaction"]
+        deliver(
+            api,
+            connector,
+            "order_transactions/create",
+            json.dumps(transaction).encode(),
+            event_id="rest-transaction",
+        )
         drain(server.runtime)
 
-        by_topic = {e["topic"]: e for e in events(api, program["id"])}
-        assert by_topic["refunds/create"]["state"] == "rejected"
-        assert "'example string'" in by_topic["refunds/create"]["last_error"]
-        assert by_topic["order_transactions/create"]["state"] == "processed"
+        by_id = {e["external_id"]: e for e in events(api, program["id"])}
+        assert by_id["anon-refund"]["state"] == "rejected"
+        assert "'example string'" in by_id["anon-refund"]["last_error"]
+        # Payments are read from the order's financial_status: accepted, nothing changes.
+        assert (by_id["anon-transaction"]["state"], by_id["rest-transaction"]["state"]) == (
+            "processed",
+            "processed",
+        )
+        assert orders_for(api, program["id"]) == []
 
 
 def test_customers_are_created_and_updated_by_their_topics(server: Server) -> None:

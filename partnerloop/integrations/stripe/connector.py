@@ -321,7 +321,11 @@ def checkout_events(
             discount_minor=discount,
             status=status,
             ordered_at=ordered_at,
-            updated_at=occurred,
+            # In subscription mode the order is shared with its first invoice's
+            # invoice.paid, another object: comparing the two events' times would drop
+            # the session (and its click id) when it is the older one. Its amounts
+            # equal the invoice's and its status only moves forward, so it is never stale.
+            updated_at=None if session.get("mode") == "subscription" else occurred,
             lines=tuple(
                 _checkout_line(item, currency)
                 for item in (_metadata(session.get("line_items")).get("data") or [])

@@ -67,8 +67,11 @@ STATUSES = {
     # Refunds come as refunds[] on the same body and reduce the commission there;
     # the order itself was paid.
     "refunded": "paid",
+    # A failed payment is not final in WooCommerce: the customer can pay the same
+    # order again (failed -> pending -> processing). Cancelled is final here (a
+    # commission is never revived), so failed stays "not paid yet".
+    "failed": "pending",
     "cancelled": "cancelled",
-    "failed": "cancelled",
     "trash": "cancelled",
 }
 # Order meta keys carrying our click id (set by the storefront snippet).
@@ -192,7 +195,7 @@ class WooCommerceConnector:
             return [customer_facts(data)]
         if topic in IGNORED_TOPICS:
             # The body is only {"id": N} (the order may be merely trashed): no state
-            # to apply. Reversing a commission follows a cancelled/failed status or
+            # to apply. Reversing a commission follows a cancelled status or
             # refunds, which come as order.updated.
             return [Ignored(f"{topic} carries only the id; nothing to apply")]
         raise Unusable(f"unknown topic {topic!r}")
