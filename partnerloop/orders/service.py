@@ -132,8 +132,12 @@ def find_conversion(session: Session, *, program_id: str, order_id: str) -> Conv
     )
 
 
-def _replay(session: Session, existing: Conversion, order: OrderInput) -> Recorded:
-    if existing.amount_minor != order.amount_minor or existing.currency != order.currency:
+def _replay(
+    session: Session, existing: Conversion, order: OrderInput, *, strict: bool = True
+) -> Recorded:
+    if strict and (
+        existing.amount_minor != order.amount_minor or existing.currency != order.currency
+    ):
         raise Conflict(
             f"Order {existing.order_id} was already recorded with amount "
             f"{format_amount(existing.amount_minor, existing.currency)} {existing.currency}; "
@@ -233,8 +237,16 @@ def _bind_customer(
 
 
 def record_conversion(
-    session: Session, cipher: FieldCipher, order: OrderInput, *, now: datetime
+    session: Session,
+    cipher: FieldCipher,
+    order: OrderInput,
+    *,
+    now: datetime,
+    strict_replay: bool = True,
 ) -> Recorded:
+    """Record an order once. Reported again, it answers the recorded conversion
+    (created=False); with `strict_replay` a different amount is a Conflict, without
+    it the caller (a shop's state update) reconciles the difference itself."""
     program = programs.get_or_raise(session, order.program_id)
     _check_program_currency(program, order.currency)
     order_id = check_references(
@@ -246,7 +258,7 @@ def record_conversion(
     )
     existing = find_conversion(session, program_id=program.id, order_id=order_id)
     if existing is not None:
-        return _replay(session, existing, order)
+        return _replay(session, existing, order, strict=strict_replay)
 
     ordered_at = order.ordered_at or now
     customer = find_or_create_customer(
@@ -303,7 +315,7 @@ def record_conversion(
         # A concurrent report of the same order won the race; it did all the work.
         winner = find_conversion(session, program_id=program.id, order_id=order_id)
         assert winner is not None
-        return _replay(session, winner, order)
+        return _replay(session, winner, order, strict=strict_replay)
 
     conversion = session.get_one(Conversion, conversion_id)
     day = day_of(ordered_at)

@@ -192,31 +192,51 @@ def apply_order(
                 source_updated_at=snapshot.updated_at,
             ),
             now=now,
+            strict_replay=False,
         )
-        conversion = recorded.conversion
-        if snapshot.status == "cancelled":
-            cancel(session, cipher, conversion=conversion, now=now)
-        outcome = "created" if recorded.created else "unchanged"
-    elif _is_stale(conversion, snapshot):
-        outcome = "stale"
-    else:
-        if snapshot.currency != conversion.currency:
-            raise InvalidInput(
-                f"Order {snapshot.order_id} was recorded in {conversion.currency}, not "
-                f"{snapshot.currency}.",
-                code="currency_mismatch",
-                field="currency",
+        if recorded.created:
+            conversion = recorded.conversion
+            if snapshot.status == "cancelled":
+                cancel(session, cipher, conversion=conversion, now=now)
+            outcome = "created"
+        else:
+            # Another worker recorded this order first (two states of a new order
+            # processed at once): apply this state on top of theirs.
+            conversion = orders.lock_conversion(
+                session, program_id=program_id, order_id=snapshot.order_id
             )
-        outcome = (
-            "updated"
-            if _update(session, cipher, program, conversion, snapshot, now)
-            else "unchanged"
-        )
+            assert conversion is not None
+            outcome = _apply_state(session, cipher, program, conversion, snapshot, now)
+    else:
+        outcome = _apply_state(session, cipher, program, conversion, snapshot, now)
     if snapshot.subscription_id:
         _track_subscription(session, program_id=program_id, conversion=conversion, now=now)
     for refund in snapshot.refunds:
         apply_refund(session, cipher, program_id=program_id, refund=refund, now=now)
     return Applied(conversion=conversion, outcome=outcome)
+
+
+def _apply_state(
+    session: Session,
+    cipher: FieldCipher,
+    program: Program,
+    conversion: Conversion,
+    snapshot: OrderSnapshot,
+    now: datetime,
+) -> str:
+    """A later (or concurrent) state of a recorded order; returns the outcome word."""
+    if _is_stale(conversion, snapshot):
+        return "stale"
+    if snapshot.currency != conversion.currency:
+        raise InvalidInput(
+            f"Order {snapshot.order_id} was recorded in {conversion.currency}, not "
+            f"{snapshot.currency}.",
+            code="currency_mismatch",
+            field="currency",
+        )
+    return (
+        "updated" if _update(session, cipher, program, conversion, snapshot, now) else "unchanged"
+    )
 
 
 def _is_stale(conversion: Conversion, snapshot: OrderSnapshot) -> bool:
