@@ -6,6 +6,7 @@ fault points (partnerloop.core.faults) and killed with SIGKILL there.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from dataclasses import dataclass
@@ -378,3 +379,62 @@ def test_api_reads_answer_while_a_worker_is_inside_a_job(
     # Then it answers at once from what is committed
     assert answers == [("/readyz", 200, True), ("/api/v1/conversions", 200, True)]
     assert paused.poll() is None, paused.describe()
+
+
+def store_shop_webhook(server: Server) -> Stored:
+    """A program paying 10 %, an approved affiliate's click, and a signed Shopify
+    orders/paid webhook for an order that came from it, stored."""
+    from tests.integrations.test_shopify import deliver, paid_order, setup
+
+    with server.client() as api:
+        program, connector = setup(api)
+        affiliate = create_affiliate_api(api, program["id"])
+        link = create_link_api(api, program["id"], affiliate["id"])
+        click_id = click(api, link["code"])
+        order_id = str(int(time.time() * 1000))
+        body = json.dumps(
+            paid_order(int(order_id), landing_site=f"/p/1?plclid={click_id}")
+        ).encode()
+        response = deliver(api, connector, "orders/paid", body, event_id=unique("shop-event"))
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "accepted"
+    return Stored(program["id"], affiliate["id"], click_id, order_id, response.json()["event_id"])
+
+
+def test_worker_killed_inside_a_shop_webhook_job_applies_the_order_once(
+    backend: Backend,
+    quiet_queue: Runtime,
+    server: Server,
+    observer: sessionmaker[Session],
+    processes: Processes,
+) -> None:
+    # Given a Shopify webhook in the inbox and a worker that stops before committing its job
+    stored = store_shop_webhook(server)
+    crashing, application_name = start_worker(
+        processes, backend, faults="job.before_commit=sleep:60"
+    )
+    wait_until(lambda: claimed_by(crashing, observer, stored.event_id), what="the worker to claim")
+    wait_inside_job_transaction(backend, quiet_queue, application_name)
+
+    # When it is killed there and a healthy worker takes over
+    assert crashing.kill() == KILLED
+    assert counts(observer, stored)["conversions"] == []
+    start_worker(processes, backend)
+    processed = wait_until(
+        lambda: in_state(observer, stored.event_id, "processed"), what="the event to be processed"
+    )
+
+    # Then the order, its commission and the rollup exist once: 10 % of the
+    # commission base 404.95 is 40.495, half-even 40.50
+    assert processed.attempts == 2
+    assert counts(observer, stored) == {
+        "conversions": [(40495, "USD", stored.affiliate_id, "click", stored.click_id, "shopify")],
+        "commissions": [(stored.order_id, stored.affiliate_id, 4050, "USD", "pending")],
+        "outbox": ["commission.created", "conversion.created"],
+        "stats": {
+            "clicks": 1,
+            "conversions": 1,
+            "revenue_minor": 40495,
+            "commission_pending_minor": 4050,
+        },
+    }
