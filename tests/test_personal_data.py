@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import subprocess
 from pathlib import Path
 
 from sqlalchemy import inspect, text
@@ -26,8 +27,12 @@ def _haystack(server: Server, backend: Backend) -> bytes:
     if backend.name == "sqlite":
         # The raw bytes of the database file and its write-ahead log (recent
         # commits may live only there).
+        # Read by another process: opening and closing the file here would drop
+        # this process's POSIX locks on it (SQLite's connections in this process
+        # would go on as if they held them) and let other processes corrupt it.
         base = Path(backend.database_url.removeprefix("sqlite:///"))
-        return b"".join(p.read_bytes() for p in (base, Path(f"{base}-wal")) if p.exists())
+        files = [str(p) for p in (base, Path(f"{base}-wal")) if p.exists()]
+        return subprocess.run(["cat", *files], capture_output=True, check=True).stdout
     chunks = []
     with server.runtime.engine.connect() as connection:
         for table in inspect(connection).get_table_names():

@@ -25,7 +25,7 @@ from partnerloop.integrations.shop import (
     Unusable,
 )
 from partnerloop.orders import snapshots
-from partnerloop.orders.snapshots import CustomerFacts, OrderSnapshot, RefundFacts
+from partnerloop.orders.snapshots import Cancellation, CustomerFacts, OrderSnapshot, RefundFacts
 from partnerloop.privacy import service as privacy
 from partnerloop.privacy.service import PrivacyFacts
 from partnerloop.sync.models import InboundEvent
@@ -63,6 +63,11 @@ def apply_events(
                 session, cipher, program_id=program_id, refund=item, now=now
             )
             outcomes.append("refund " + ("none" if result is None else "recorded"))
+        elif isinstance(item, Cancellation):
+            cancelled = snapshots.apply_cancellation(
+                session, cipher, program_id=program_id, cancellation=item, now=now
+            )
+            outcomes.append("order cancelled" if cancelled else "unknown order: nothing to cancel")
         elif isinstance(item, CustomerFacts):
             snapshots.apply_customer(session, cipher, program_id=program_id, customer=item, now=now)
             outcomes.append("customer")

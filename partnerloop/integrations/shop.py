@@ -27,7 +27,7 @@ import httpx
 
 from partnerloop.core import money
 from partnerloop.core.clock import parse_datetime
-from partnerloop.orders.snapshots import CustomerFacts, OrderSnapshot, RefundFacts
+from partnerloop.orders.snapshots import Cancellation, CustomerFacts, OrderSnapshot, RefundFacts
 from partnerloop.privacy.service import PrivacyFacts
 
 
@@ -79,7 +79,15 @@ class Ignored:
     reason: str
 
 
-ShopEvent = OrderSnapshot | RefundFacts | CustomerFacts | PrivacyFacts | SubscriptionEnded | Ignored
+ShopEvent = (
+    OrderSnapshot
+    | RefundFacts
+    | Cancellation
+    | CustomerFacts
+    | PrivacyFacts
+    | SubscriptionEnded
+    | Ignored
+)
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,16 @@ class OrderSnapshot:
 
 
 @dataclass(frozen=True)
+class Cancellation:
+    """The shop cancelled or deleted an order and sent only its id (WooCommerce
+    order.deleted, Shopify orders/delete); a full cancelled state comes as an
+    OrderSnapshot with status `cancelled` instead."""
+
+    order_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Applied:
     conversion: Conversion
     outcome: str  # created | updated | unchanged | stale
@@ -406,6 +416,26 @@ def cancel(session: Session, cipher: FieldCipher, *, conversion: Conversion, now
         refunded_minor=conversion.amount_minor,
         now=now,
     )
+
+
+def apply_cancellation(
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    program_id: str,
+    cancellation: Cancellation,
+    now: datetime,
+) -> Conversion | None:
+    """Cancel a recorded order by id; an order we never recorded stays unknown
+    (there is nothing to take back)."""
+    conversion = orders.lock_conversion(
+        session, program_id=program_id, order_id=cancellation.order_id
+    )
+    if conversion is None or conversion.status == "cancelled":
+        return conversion
+    cancel(session, cipher, conversion=conversion, now=now)
+    orders.announce(session, cipher, conversion=conversion, topic="conversion.updated", now=now)
+    return conversion
 
 
 def apply_refund(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import SHARED_FIXTURES
+from partnerloop.integrations import backfill
+from partnerloop.integrations.registry import SHOPS
+from tests.conftest import SHARED_FIXTURES, Server
 
 
 def create_connector_api(
@@ -56,3 +59,26 @@ def orders_for(api: httpx.Client, program_id: str, **params: Any) -> list[dict[s
     response = api.get("/api/v1/orders", params={"program_id": program_id, **params})
     assert response.status_code == 200, response.text
     return list(response.json()["items"])
+
+
+def inbound_events(api: httpx.Client, program_id: str, **params: Any) -> list[dict[str, Any]]:
+    """The program's inbox (GET /api/v1/inbound-events), filtered by `params`."""
+    response = api.get("/api/v1/inbound-events", params={"program_id": program_id, **params})
+    assert response.status_code == 200, response.text
+    return list(response.json()["items"])
+
+
+def run_backfill(
+    server: Server, connector_id: str, since: datetime, *, restart: bool = False
+) -> backfill.BackfillResult:
+    """One `backfill.run` of the connector in the test process, as the CLI runs it."""
+    with httpx.Client(timeout=10) as client:
+        return backfill.run(
+            server.runtime.sessions,
+            server.runtime.cipher,
+            SHOPS,
+            connector_id=connector_id,
+            since=since,
+            client=client,
+            restart=restart,
+        )

@@ -18,9 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from partnerloop.core.errors import InvalidInput
-from partnerloop.integrations import backfill
 from partnerloop.integrations.magento import connector as magento
-from partnerloop.integrations.registry import SHOPS
 from partnerloop.integrations.shop import PulledPage
 from tests.conftest import Server, drain
 from tests.factories.affiliates import create_affiliate_api
@@ -28,29 +26,18 @@ from tests.factories.connectors import (
     create_connector_api,
     fixture_bytes,
     hook_path,
+    inbound_events,
     orders_for,
+    run_backfill,
 )
+from tests.factories.magento import VENDOR, fixture_order
 from tests.factories.programs import create_program_api
 from tests.factories.tracking import click, create_link_api
 from tests.support.http import Reply, ScriptedServer
 
-VENDOR = "magento2"
 CLIENT_ID = "ca7b36f23be94dcb9d2ebb97f0276e3f"
 ORDER_TYPE = "com.adobe.commerce.observer.sales_order_save_commit_after"
 MEMO_TYPE = "com.adobe.commerce.observer.sales_order_creditmemo_save_after"
-
-
-def fixture_order() -> dict[str, Any]:
-    """The REST order of the docs, without its two '...' lines (and the comma they
-    leave trailing), in memory."""
-    text = fixture_bytes(VENDOR, "rest_GET-V1-orders-3_response.json-with-ellipsis.txt").decode()
-    lines = [line for line in text.splitlines() if line.strip() != "..."]
-    cleaned: list[str] = []
-    for line in lines:
-        if line.strip().startswith(("]", "}")) and cleaned and cleaned[-1].rstrip().endswith(","):
-            cleaned[-1] = cleaned[-1].rstrip()[:-1]
-        cleaned.append(line)
-    return dict(json.loads("\n".join(cleaned)))
 
 
 def envelope(value: Mapping[str, Any], *, kind: str = ORDER_TYPE, **overrides: Any) -> bytes:
@@ -105,12 +92,6 @@ def post(api: httpx.Client, connector: dict[str, Any], secret: str, body: bytes)
     return response
 
 
-def inbox(api: httpx.Client, program_id: str, **params: Any) -> list[dict[str, Any]]:
-    response = api.get("/api/v1/inbound-events", params={"program_id": program_id, **params})
-    assert response.status_code == 200, response.text
-    return list(response.json()["items"])
-
-
 def magento_time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -128,6 +109,13 @@ def attributed_order(api: httpx.Client, program_id: str, **changes: Any) -> dict
     order["extension_attributes"]["plclid"] = click_id
     order.update(changes)
     return order
+
+
+def commission_amounts(api: httpx.Client, program_id: str) -> list[str]:
+    """The commission amounts of the program's one conversion."""
+    response = api.get("/api/v1/conversions", params={"program_id": program_id})
+    [conversion] = response.json()["items"]
+    return [c["amount"] for c in conversion["commissions"]]
 
 
 def credit_memo(entity_id: int, order_id: int, **changes: Any) -> dict[str, Any]:
@@ -164,7 +152,7 @@ def test_fixture_order_event_becomes_the_order_of_the_file(server: Server) -> No
         drain(server.runtime)
 
         assert first.json()["status"] == "accepted"
-        [event] = inbox(api, program["id"])
+        [event] = inbound_events(api, program["id"])
         assert (event["topic"], event["state"]) == (
             "observer.sales_order_save_commit_after",
             "processed",
@@ -292,7 +280,7 @@ def test_same_event_three_times_is_one_order_and_older_state_changes_nothing(
         drain(server.runtime)
 
         assert answers == ["accepted", "duplicate", "duplicate"]
-        assert len(inbox(api, program["id"])) == 2
+        assert len(inbound_events(api, program["id"])) == 2
         [order] = orders_for(api, program["id"])
         assert (order["status"], order["amount"], order["total"]) == ("paid", "160.00", "165.00")
         assert order["updated_at"].startswith("2017-08-22T09:00:00")
@@ -309,10 +297,7 @@ def test_credit_memo_reduces_the_commission(server: Server) -> None:
         drain(server.runtime)
         [before] = orders_for(api, program["id"], external_id="3")
         assert (before["status"], before["attribution"]) == ("paid", "click")
-        [conversion] = api.get("/api/v1/conversions", params={"program_id": program["id"]}).json()[
-            "items"
-        ]
-        assert [c["amount"] for c in conversion["commissions"]] == ["16.00"]
+        assert commission_amounts(api, program["id"]) == ["16.00"]
 
         memo = envelope(credit_memo(7, 3), kind=MEMO_TYPE)
         post(api, connector, secret, memo)
@@ -321,10 +306,7 @@ def test_credit_memo_reduces_the_commission(server: Server) -> None:
 
         [after] = orders_for(api, program["id"], external_id="3")
         assert after["refunded_amount"] == "22.00"  # subtotal 22, not the 27 with shipping
-        [conversion] = api.get("/api/v1/conversions", params={"program_id": program["id"]}).json()[
-            "items"
-        ]
-        assert [c["amount"] for c in conversion["commissions"]] == ["13.80"]
+        assert commission_amounts(api, program["id"]) == ["13.80"]
 
 
 def test_credit_memo_before_its_order_is_applied_when_the_order_arrives(server: Server) -> None:
@@ -340,10 +322,7 @@ def test_credit_memo_before_its_order_is_applied_when_the_order_arrives(server: 
 
         [stored] = orders_for(api, program["id"], external_id="9")
         assert (stored["status"], stored["refunded_amount"]) == ("paid", "30.00")
-        [conversion] = api.get("/api/v1/conversions", params={"program_id": program["id"]}).json()[
-            "items"
-        ]
-        assert [c["amount"] for c in conversion["commissions"]] == ["13.00"]
+        assert commission_amounts(api, program["id"]) == ["13.00"]
 
 
 def test_customer_event_is_recorded(server: Server) -> None:
@@ -363,7 +342,7 @@ def test_customer_event_is_recorded(server: Server) -> None:
             envelope(value, kind="com.adobe.commerce.observer.customer_save_commit_after"),
         )
         drain(server.runtime)
-        [event] = inbox(api, program["id"])
+        [event] = inbound_events(api, program["id"])
         assert (event["topic"], event["state"]) == (
             "observer.customer_save_commit_after",
             "processed",
@@ -381,7 +360,7 @@ def test_challenge_is_answered_and_nothing_stored(server: Server) -> None:
         assert (answer.status_code, answer.json()) == (200, {"challenge": "c-12 3"})
         assert answer.headers["content-type"].startswith("application/json")
         assert without.status_code == 400
-        assert inbox(api, program["id"]) == []
+        assert inbound_events(api, program["id"]) == []
 
 
 def test_bad_signatures_and_foreign_recipient_are_refused(server: Server) -> None:
@@ -402,7 +381,7 @@ def test_bad_signatures_and_foreign_recipient_are_refused(server: Server) -> Non
             "invalid_signature"
         }
         assert good.status_code == 200
-        assert len(inbox(api, program["id"])) == 1
+        assert len(inbound_events(api, program["id"])) == 1
 
 
 def test_rsa_digital_signature_with_the_configured_public_key(server: Server) -> None:
@@ -437,7 +416,7 @@ def test_rsa_digital_signature_with_the_configured_public_key(server: Server) ->
         assert accepted.status_code == 200, accepted.text
         assert tampered.status_code == 401
         drain(server.runtime)
-        assert len(inbox(api, program["id"])) == 1
+        assert len(inbound_events(api, program["id"])) == 1
         assert [o["total"] for o in orders_for(api, program["id"])] == ["165.00"]
 
 
@@ -466,7 +445,7 @@ def test_unusable_events_are_rejected_with_a_reason_and_can_be_replayed(server: 
         }
         drain(server.runtime)
 
-        events = {e["id"]: e for e in inbox(api, program["id"])}
+        events = {e["id"]: e for e in inbound_events(api, program["id"])}
         reasons = {name: events[event_id]["last_error"] or "" for name, event_id in ids.items()}
         assert {events[event_id]["state"] for event_id in ids.values()} == {"rejected"}
         assert "no grand_total" in reasons["grand_total"]
@@ -545,20 +524,9 @@ def test_pull_over_three_pages_interrupted_and_resumed(
         # The first order is also seen by webhook: it must count once.
         post(api, connector, secret, envelope(base))
 
-        def run() -> backfill.BackfillResult:
-            with httpx.Client() as client:
-                return backfill.run(
-                    server.runtime.sessions,
-                    server.runtime.cipher,
-                    SHOPS,
-                    connector_id=connector["id"],
-                    since=since,
-                    client=client,
-                )
-
         with pytest.raises(httpx.HTTPStatusError):
-            run()
-        result = run()
+            run_backfill(server, connector["id"], since)
+        result = run_backfill(server, connector["id"], since)
         drain(server.runtime)
 
         request = shop.received[0]
@@ -587,7 +555,7 @@ def test_pull_over_three_pages_interrupted_and_resumed(
             3,
             0,
         )
-        events = inbox(api, program["id"])
+        events = inbound_events(api, program["id"])
         assert len(events) == 1 + 5  # the webhook + one per pulled order state
         assert {e["state"] for e in events} == {"processed"}
         stored = orders_for(api, program["id"])
@@ -603,15 +571,8 @@ def test_pull_over_three_pages_interrupted_and_resumed(
 def test_pull_needs_an_access_token_and_high_water_mark(server: Server) -> None:
     with server.client() as api:
         _, connector, _ = setup(api)
-        with httpx.Client() as client, pytest.raises(InvalidInput, match="access_token"):
-            backfill.run(
-                server.runtime.sessions,
-                server.runtime.cipher,
-                SHOPS,
-                connector_id=connector["id"],
-                since=datetime(2017, 1, 1, tzinfo=UTC),
-                client=client,
-            )
+        with pytest.raises(InvalidInput, match="access_token"):
+            run_backfill(server, connector["id"], datetime(2017, 1, 1, tzinfo=UTC))
 
     order = fixture_order()
     later = {**order, "entity_id": 8, "updated_at": "2017-09-01 08:00:00"}

@@ -19,8 +19,8 @@ from partnerloop.integrations.models import Connector
 from partnerloop.integrations.registry import SHOPS
 from tests.conftest import Server, drain
 from tests.factories.connectors import create_connector_api, orders_for
+from tests.factories.magento import fixture_order
 from tests.factories.programs import create_program_api
-from tests.integrations.test_magento import fixture_order
 from tests.support.http import Reply, ScriptedServer
 
 

@@ -3,10 +3,7 @@ payloads through the real endpoint, the inbox and the worker, exactly once."""
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
-import hmac
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -16,8 +13,6 @@ import pytest
 from sqlalchemy import select, text
 
 from partnerloop.core.clock import utcnow
-from partnerloop.integrations import backfill
-from partnerloop.integrations.registry import SHOPS
 from partnerloop.integrations.shop import ConnectorConfig, WebhookRequest
 from partnerloop.integrations.shopify.connector import CONNECTOR
 from partnerloop.privacy.models import PrivacyRequest
@@ -28,88 +23,25 @@ from tests.factories.connectors import (
     fixture_bytes,
     fixture_json,
     hook_path,
+    inbound_events,
     orders_for,
+    run_backfill,
 )
 from tests.factories.programs import create_program_api
+from tests.factories.shopify import (
+    SECRET,
+    SHOP,
+    deliver,
+    docs_body,
+    docs_order,
+    paid_order,
+    setup,
+    sign,
+)
 from tests.factories.tracking import click, create_link_api
 from tests.support.http import Reply, ScriptedServer
 
-SECRET = "shpss_test_secret"
-SHOP = "jsmith.myshopify.com"
 ORDER_ID = "820982911946154500"  # as in the files: JS-rounded, still exact here
-
-
-def sign(body: bytes, secret: str = SECRET) -> str:
-    # Written out here, independently of the connector: base64 HMAC-SHA256 of the raw body.
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-
-
-def docs_body(topic: str) -> bytes:
-    """The webhook body of Shopify's docs example for a topic (the file's `response`)."""
-    name = f"docs-example_2026-04_{topic.replace('/', '_')}.json"
-    return json.dumps(fixture_json("shopify", name)["response"]).encode()
-
-
-def docs_order(topic: str = "orders/create") -> dict[str, Any]:
-    return dict(
-        fixture_json("shopify", f"docs-example_2026-04_{topic.replace('/', '_')}.json")["response"]
-    )
-
-
-def deliver(
-    api: httpx.Client,
-    connector: dict[str, Any],
-    topic: str,
-    body: bytes,
-    *,
-    event_id: str,
-    secret: str = SECRET,
-    prefixed: bool = True,
-) -> httpx.Response:
-    prefix = "X-Shopify-" if prefixed else "shopify-"
-    headers = {
-        f"{prefix}Topic": topic,
-        f"{prefix}Hmac-Sha256": sign(body, secret),
-        f"{prefix}Shop-Domain": SHOP,
-        f"{prefix}Event-Id": event_id,
-        f"{prefix}Webhook-Id": f"wh-{event_id}",
-        f"{prefix}Triggered-At": "2026-05-11T15:06:59.110521905Z",
-        "Content-Type": "application/json",
-    }
-    return api.post(hook_path(connector), content=body, headers=headers)
-
-
-def setup(api: httpx.Client, *, currency: str = "USD") -> tuple[dict[str, Any], dict[str, Any]]:
-    program = create_program_api(api, currency=currency)
-    connector = create_connector_api(
-        api, program["id"], "shopify", secret=SECRET, settings={"shop_domain": SHOP}
-    )
-    return program, connector
-
-
-def events(api: httpx.Client, program_id: str, **params: Any) -> list[dict[str, Any]]:
-    response = api.get("/api/v1/inbound-events", params={"program_id": program_id, **params})
-    assert response.status_code == 200, response.text
-    return list(response.json()["items"])
-
-
-def paid_order(
-    order_id: int, *, updated_at: str = "2026-11-20T10:00:00-05:00", **changes: Any
-) -> dict[str, Any]:
-    """Shopify's example order, paid and not cancelled, under another id (a scenario copy)."""
-    order = docs_order()
-    placed = utcnow().isoformat()  # after the test's clicks: inside the cookie window
-    order.update(
-        id=order_id,
-        financial_status="paid",
-        cancelled_at=None,
-        cancel_reason=None,
-        created_at=placed,
-        processed_at=placed,
-        updated_at=updated_at,
-    )
-    order.update(changes)
-    return order
 
 
 def _body(order: dict[str, Any]) -> bytes:
@@ -197,7 +129,7 @@ def test_bad_signatures_get_401_and_store_nothing(server: Server) -> None:
         assert [r.status_code for r in (wrong_key, missing, tampered, other_shop)] == [401] * 4
         assert wrong_key.json()["code"] == "invalid_signature"
         assert unknown.status_code == 404
-        assert events(api, program["id"]) == []
+        assert inbound_events(api, program["id"]) == []
 
 
 def test_both_secrets_are_accepted_during_a_rotation(server: Server) -> None:
@@ -215,7 +147,7 @@ def test_both_secrets_are_accepted_during_a_rotation(server: Server) -> None:
         neither = deliver(api, connector, "customers/create", body, event_id="r3", secret="nope")
 
         assert (old.status_code, new.status_code, neither.status_code) == (200, 200, 401)
-        assert len(events(api, program["id"])) == 2
+        assert len(inbound_events(api, program["id"])) == 2
 
 
 # --- every payload Shopify publishes, normalised exactly ----------------------------------
@@ -302,7 +234,7 @@ def test_the_rest_refund_fixture_counts_its_refunded_lines(server: Server) -> No
         program, connector = setup(api)
         deliver(api, connector, "refunds/create", json.dumps(refund).encode(), event_id="rest")
         drain(server.runtime)
-        [event] = events(api, program["id"])
+        [event] = inbound_events(api, program["id"])
         assert event["state"] == "processed", event["last_error"]
     with server.runtime.sessions() as db:
         rows = db.execute(
@@ -345,7 +277,7 @@ def test_anonymised_real_payloads_without_amounts_are_quarantined(server: Server
         )
         drain(server.runtime)
 
-        by_id = {e["external_id"]: e for e in events(api, program["id"])}
+        by_id = {e["external_id"]: e for e in inbound_events(api, program["id"])}
         assert by_id["anon-refund"]["state"] == "rejected"
         assert "'example string'" in by_id["anon-refund"]["last_error"]
         # Payments are read from the order's financial_status: accepted, nothing changes.
@@ -367,7 +299,7 @@ def test_customers_are_created_and_updated_by_their_topics(server: Server) -> No
         deliver(api, connector, "customers/update", anonymised, event_id="c4")
         drain(server.runtime)
 
-        assert [e["state"] for e in events(api, program["id"])] == ["processed"] * 4
+        assert [e["state"] for e in inbound_events(api, program["id"])] == ["processed"] * 4
     with server.runtime.sessions() as db:
         rows = db.execute(
             text(
@@ -416,7 +348,7 @@ def test_app_uninstalled_is_accepted_and_changes_nothing(server: Server) -> None
         program, connector = setup(api)
         deliver(api, connector, "app/uninstalled", docs_body("app/uninstalled"), event_id="u1")
         drain(server.runtime)
-        [event] = events(api, program["id"])
+        [event] = inbound_events(api, program["id"])
         assert event["state"] == "processed"
         assert orders_for(api, program["id"]) == []
 
@@ -428,6 +360,19 @@ def _affiliate_click(api: httpx.Client, program_id: str) -> tuple[dict[str, Any]
     affiliate = create_affiliate_api(api, program_id)
     link = create_link_api(api, program_id, affiliate["id"])
     return affiliate, click(api, link["code"])
+
+
+def _visit_from_a_click(
+    api: httpx.Client, program_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An affiliate and the order fields of a visit from their click, placed now."""
+    affiliate, click_id = _affiliate_click(api, program_id)
+    now = utcnow().isoformat()
+    return affiliate, {
+        "landing_site": f"/?plclid={click_id}",
+        "created_at": now,
+        "processed_at": now,
+    }
 
 
 @pytest.mark.parametrize("where", ["landing_site", "note_attributes", "discount_code"])
@@ -515,23 +460,11 @@ def test_two_subscriptions_deliver_one_event_once_by_event_id(server: Server) ->
 def test_updated_before_created_ends_paid_with_its_commission(server: Server) -> None:
     with server.client() as api:
         program, connector = setup(api)
-        _, click_id = _affiliate_click(api, program["id"])
-        now = utcnow().isoformat()
+        _, visit = _visit_from_a_click(api, program["id"])
         pending = paid_order(
-            6201,
-            financial_status="pending",
-            landing_site=f"/?plclid={click_id}",
-            created_at=now,
-            processed_at=now,
-            updated_at="2026-11-20T10:00:00-05:00",
+            6201, financial_status="pending", updated_at="2026-11-20T10:00:00-05:00", **visit
         )
-        paid = paid_order(
-            6201,
-            landing_site=f"/?plclid={click_id}",
-            created_at=now,
-            processed_at=now,
-            updated_at="2026-11-20T10:05:00-05:00",
-        )
+        paid = paid_order(6201, updated_at="2026-11-20T10:05:00-05:00", **visit)
 
         deliver(api, connector, "orders/updated", _body(paid), event_id="late-update")
         drain(server.runtime)
@@ -549,31 +482,17 @@ def test_updated_before_created_ends_paid_with_its_commission(server: Server) ->
 def test_pending_then_paid_creates_the_commission_once_paid(server: Server) -> None:
     with server.client() as api:
         program, connector = setup(api)
-        _, click_id = _affiliate_click(api, program["id"])
-        now = utcnow().isoformat()
-        common = {"landing_site": f"/?plclid={click_id}", "created_at": now, "processed_at": now}
-
-        deliver(
-            api,
-            connector,
-            "orders/create",
-            _body(
-                paid_order(
-                    6301, financial_status="pending", updated_at="2026-11-20T10:00:00Z", **common
-                )
-            ),
-            event_id="c",
+        _, visit = _visit_from_a_click(api, program["id"])
+        placed = paid_order(
+            6301, financial_status="pending", updated_at="2026-11-20T10:00:00Z", **visit
         )
+        settled = paid_order(6301, updated_at="2026-11-20T10:01:00Z", **visit)
+
+        deliver(api, connector, "orders/create", _body(placed), event_id="c")
         drain(server.runtime)
         [pending] = orders_for(api, program["id"])
         no_commission = api.get(f"/api/v1/conversions/{pending['id']}").json()["commissions"]
-        deliver(
-            api,
-            connector,
-            "orders/paid",
-            _body(paid_order(6301, updated_at="2026-11-20T10:01:00Z", **common)),
-            event_id="p",
-        )
+        deliver(api, connector, "orders/paid", _body(settled), event_id="p")
         drain(server.runtime)
 
         [paid] = orders_for(api, program["id"])
@@ -596,37 +515,23 @@ def test_an_older_update_after_a_newer_one_changes_nothing(server: Server) -> No
 
         [order] = orders_for(api, program["id"])
         assert (order["status"], order["updated_at"]) == ("cancelled", "2026-11-20T12:00:00Z")
-        assert [e["state"] for e in events(api, program["id"])] == ["processed", "processed"]
+        assert [e["state"] for e in inbound_events(api, program["id"])] == [
+            "processed",
+            "processed",
+        ]
 
 
 def test_cancellation_reverses_the_commission_and_revenue(server: Server) -> None:
     with server.client() as api:
         program, connector = setup(api)
-        affiliate, click_id = _affiliate_click(api, program["id"])
-        now = utcnow().isoformat()
-        common = {"landing_site": f"/?plclid={click_id}", "created_at": now, "processed_at": now}
+        affiliate, visit = _visit_from_a_click(api, program["id"])
+        paid = paid_order(6501, updated_at="2026-11-20T10:00:00Z", **visit)
+        cancelled = paid_order(
+            6501, updated_at="2026-11-20T11:00:00Z", cancelled_at="2026-11-20T11:00:00Z", **visit
+        )
 
-        deliver(
-            api,
-            connector,
-            "orders/paid",
-            _body(paid_order(6501, updated_at="2026-11-20T10:00:00Z", **common)),
-            event_id="p",
-        )
-        deliver(
-            api,
-            connector,
-            "orders/cancelled",
-            _body(
-                paid_order(
-                    6501,
-                    updated_at="2026-11-20T11:00:00Z",
-                    cancelled_at="2026-11-20T11:00:00Z",
-                    **common,
-                )
-            ),
-            event_id="x",
-        )
+        deliver(api, connector, "orders/paid", _body(paid), event_id="p")
+        deliver(api, connector, "orders/cancelled", _body(cancelled), event_id="x")
         drain(server.runtime)
 
         [order] = orders_for(api, program["id"])
@@ -641,41 +546,54 @@ def test_cancellation_reverses_the_commission_and_revenue(server: Server) -> Non
         assert stats["commissions"]["pending"] == "0.00"
 
 
+def test_a_deleted_order_is_cancelled_and_a_paid_commission_clawed_back(server: Server) -> None:
+    with server.client() as api:
+        program, connector = setup(api)
+        _, visit = _visit_from_a_click(api, program["id"])
+        deliver(api, connector, "orders/paid", _body(paid_order(6551, **visit)), event_id="p")
+        drain(server.runtime)
+        [order] = orders_for(api, program["id"])
+        [commission] = api.get(f"/api/v1/conversions/{order['id']}").json()["commissions"]
+        for step in ("approve", "mark-paid"):
+            answer = api.post(f"/api/v1/commissions/{commission['id']}/{step}")
+            assert answer.status_code == 200, answer.text
+
+        # orders/delete carries only the id.
+        deliver(api, connector, "orders/delete", b'{"id":6551}', event_id="d")
+        drain(server.runtime)
+
+        [deleted] = orders_for(api, program["id"])
+        [paid] = api.get(f"/api/v1/conversions/{order['id']}").json()["commissions"]
+        assert deleted["status"] == "cancelled"
+        # Already paid out: the commission stays paid and its amount is owed back.
+        assert (paid["state"], paid["amount"], paid["clawback_amount"]) == (
+            "paid",
+            "40.50",
+            "40.50",
+        )
+
+
 def test_refunds_inside_order_updates_count_once_each(server: Server) -> None:
     with server.client() as api:
         program, connector = setup(api)
-        _, click_id = _affiliate_click(api, program["id"])
-        now = utcnow().isoformat()
+        _, visit = _visit_from_a_click(api, program["id"])
         refund = copy.deepcopy(
             fixture_json("shopify", "docs-example_2026-04_refunds_create.json")["response"]
         )
         refund["order_id"] = 6601
         refund["refund_line_items"] = refund["refund_line_items"][:1]  # the 89.99 sunglasses
-        common = {"landing_site": f"/?plclid={click_id}", "created_at": now, "processed_at": now}
+        paid = paid_order(6601, updated_at="2026-11-20T10:00:00Z", **visit)
+        updated = paid_order(
+            6601,
+            updated_at="2026-11-20T10:10:00Z",
+            financial_status="partially_refunded",
+            refunds=[refund],
+            **visit,
+        )
 
-        deliver(
-            api,
-            connector,
-            "orders/paid",
-            _body(paid_order(6601, updated_at="2026-11-20T10:00:00Z", **common)),
-            event_id="p",
-        )
+        deliver(api, connector, "orders/paid", _body(paid), event_id="p")
         deliver(api, connector, "refunds/create", _body(refund), event_id="r")
-        deliver(
-            api,
-            connector,
-            "orders/updated",
-            _body(
-                paid_order(
-                    6601,
-                    updated_at="2026-11-20T10:10:00Z",
-                    financial_status="partially_refunded",
-                    refunds=[refund],
-                    **common,
-                )
-            ),
-            event_id="u",
-        )
+        deliver(api, connector, "orders/updated", _body(updated), event_id="u")
         drain(server.runtime)
 
         [order] = orders_for(api, program["id"])
@@ -727,13 +645,13 @@ def test_unusable_payloads_are_quarantined_with_the_reason_and_replayable(
         drain(server.runtime)
 
         assert answer.status_code == 200  # stored: the shop must not retry our problem
-        [event] = events(api, program["id"], state="rejected")
+        [event] = inbound_events(api, program["id"], state="rejected")
         assert reason in event["last_error"]
         assert orders_for(api, program["id"]) == []
         replayed = api.post(f"/api/v1/inbound-events/{event['id']}/replay")
         assert (replayed.status_code, replayed.json()["state"]) == (200, "pending")
         drain(server.runtime)
-        [again] = events(api, program["id"])
+        [again] = inbound_events(api, program["id"])
         assert (again["state"], again["attempts"]) == ("rejected", 1)  # replay: fresh attempts
         assert again["handled_at"] > event["handled_at"]
 
@@ -781,26 +699,11 @@ def test_backfill_pages_through_orders_resumes_after_a_failure_and_counts_each_o
             ]
             since = datetime(2026, 11, 1, tzinfo=UTC)
 
-            with httpx.Client() as client, pytest.raises(httpx.HTTPStatusError):
-                backfill.run(
-                    server.runtime.sessions,
-                    server.runtime.cipher,
-                    SHOPS,
-                    connector_id=connector["id"],
-                    since=since,
-                    client=client,
-                )
+            with pytest.raises(httpx.HTTPStatusError):
+                run_backfill(server, connector["id"], since)
             saved = api.get(f"/api/v1/connectors/{connector['id']}").json()["cursor"]
             shop.replies = [_page([8003, 8004], page3), _page([8005], None)]
-            with httpx.Client() as client:
-                result = backfill.run(
-                    server.runtime.sessions,
-                    server.runtime.cipher,
-                    SHOPS,
-                    connector_id=connector["id"],
-                    since=since,
-                    client=client,
-                )
+            result = run_backfill(server, connector["id"], since)
             drain(server.runtime)
 
         paths = [r.path for r in shop.received]

@@ -22,8 +22,6 @@ import pytest
 from sqlalchemy import select
 
 from partnerloop.core.db import transaction
-from partnerloop.integrations import backfill
-from partnerloop.integrations.registry import SHOPS
 from partnerloop.integrations.shop import (
     BadSignature,
     ConnectorConfig,
@@ -44,7 +42,9 @@ from tests.factories.connectors import (
     fixture_bytes,
     fixture_json,
     hook_path,
+    inbound_events,
     orders_for,
+    run_backfill,
 )
 from tests.factories.programs import create_program_api
 from tests.factories.tracking import click, create_link_api
@@ -129,12 +129,6 @@ def affiliate_click(api: httpx.Client, program_id: str) -> tuple[str, str]:
     return affiliate["id"], click(api, link["code"])
 
 
-def inbox(api: httpx.Client, program_id: str) -> list[dict[str, Any]]:
-    response = api.get("/api/v1/inbound-events", params={"program_id": program_id})
-    assert response.status_code == 200, response.text
-    return list(response.json()["items"])
-
-
 def conversions(api: httpx.Client, program_id: str) -> list[dict[str, Any]]:
     response = api.get("/api/v1/conversions", params={"program_id": program_id})
     assert response.status_code == 200, response.text
@@ -193,6 +187,31 @@ def subscription_invoice(
     invoice["lines"]["data"][0]["amount"] = total
     invoice["parent"]["subscription_details"]["subscription"] = subscription
     return invoice
+
+
+def subscription_checkout(
+    click_id: str, first_invoice_id: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A paid checkout session of a new subscription and the subscription's first
+    invoice (subscription_create, 20.00 before tax), the order it becomes."""
+    sub, customer = f"sub_{secrets.token_hex(6)}", f"cus_{secrets.token_hex(6)}"
+    session = paid_session(
+        click_id=click_id,
+        customer=customer,
+        mode="subscription",
+        payment_intent=None,
+        invoice=first_invoice_id,
+        subscription=sub,
+    )
+    first = subscription_invoice(
+        first_invoice_id,
+        subscription=sub,
+        customer=customer,
+        billing_reason="subscription_create",
+        total=session["amount_total"],
+    )
+    first["total_excluding_tax"] = 2000
+    return session, first
 
 
 def refunded_charge(
@@ -417,7 +436,7 @@ def test_fixture_checkout_session_is_quarantined_then_a_paid_copy_is_an_order(
 
         post(api, connector, envelope(fixture, "checkout.session.completed"), secret=secret)
         drain(server.runtime)
-        [event] = inbox(api, program["id"])
+        [event] = inbound_events(api, program["id"])
         assert event["state"] == "rejected"
         assert event["last_error"] == (
             "checkout session cs_test_a1YS1URlnyQCN5fUUduORoQ7Pw41PJqDWkIVQCpJPqkfIhd6tVY8XB1OLY "
@@ -459,7 +478,7 @@ def test_fixture_charge_refunded_and_its_refund_reduce_the_order(server: Server)
         post(api, connector, envelope(fixture_charge, "charge.refunded"), secret=secret)
         drain(server.runtime)
         assert orders_for(api, program["id"], external_id=fixture_charge["id"]) == []
-        assert {e["state"] for e in inbox(api, program["id"])} == {"processed"}
+        assert {e["state"] for e in inbound_events(api, program["id"])} == {"processed"}
         assert commission_amounts(api, program["id"], pi) == ["2.00"]
 
         # The fixture refund (re_..., 100 = 1.00 USD) inside its charge, now of this order.
@@ -510,7 +529,7 @@ def test_bad_signatures_are_401_and_store_nothing(server: Server) -> None:
         assert [r.status_code for r in (wrong, missing, old, malformed, tampered)] == [401] * 5
         assert {r.json()["code"] for r in (wrong, missing, old)} == {"invalid_signature"}
         drain(server.runtime)
-        assert inbox(api, program["id"]) == []
+        assert inbound_events(api, program["id"]) == []
         assert orders_for(api, program["id"]) == []
 
 
@@ -582,15 +601,8 @@ def test_renewal_earns_only_with_recurring_commission(server: Server, recurring:
             with transaction(server.runtime.sessions) as db:
                 db.get_one(Program, program["id"]).recurring_commission = True
         affiliate_id, click_id = affiliate_click(api, program["id"])
-        sub, customer = f"sub_{secrets.token_hex(6)}", f"cus_{secrets.token_hex(6)}"
-        session = paid_session(
-            click_id=click_id,
-            customer=customer,
-            mode="subscription",
-            payment_intent=None,
-            invoice="in_first",
-            subscription=sub,
-        )
+        session, first = subscription_checkout(click_id, "in_first")
+        sub, customer = session["subscription"], session["customer"]
         now = int(time.time())
         post(
             api,
@@ -598,14 +610,6 @@ def test_renewal_earns_only_with_recurring_commission(server: Server, recurring:
             envelope(session, "checkout.session.completed", created=now),
             secret=secret,
         )
-        first = subscription_invoice(
-            "in_first",
-            subscription=sub,
-            customer=customer,
-            billing_reason="subscription_create",
-            total=session["amount_total"],
-        )
-        first["total_excluding_tax"] = 2000
         post(api, connector, envelope(first, "invoice.paid", created=now + 1), secret=secret)
         drain(server.runtime)
 
@@ -644,23 +648,7 @@ def test_first_invoice_before_its_checkout_session_is_attributed_late(server: Se
     with server.client() as api:
         program, connector, secret = setup(api)
         affiliate_id, click_id = affiliate_click(api, program["id"])
-        sub, customer = f"sub_{secrets.token_hex(6)}", f"cus_{secrets.token_hex(6)}"
-        session = paid_session(
-            click_id=click_id,
-            customer=customer,
-            mode="subscription",
-            payment_intent=None,
-            invoice="in_early",
-            subscription=sub,
-        )
-        first = subscription_invoice(
-            "in_early",
-            subscription=sub,
-            customer=customer,
-            billing_reason="subscription_create",
-            total=session["amount_total"],
-        )
-        first["total_excluding_tax"] = 2000
+        session, first = subscription_checkout(click_id, "in_early")
         now = int(time.time())
         # invoice.paid first (and the later event), then the older session event.
         post(api, connector, envelope(first, "invoice.paid", created=now + 1), secret=secret)
@@ -741,7 +729,7 @@ def test_subscription_deleted_and_customer_created_are_recorded(server: Server) 
         )
         drain(server.runtime)
 
-        assert {e["state"] for e in inbox(api, program["id"])} == {"processed"}
+        assert {e["state"] for e in inbound_events(api, program["id"])} == {"processed"}
         with server.runtime.sessions() as db:
             [ended] = db.scalars(
                 select(Subscription).where(Subscription.program_id == program["id"])
@@ -765,7 +753,7 @@ def test_unknown_event_type_is_rejected_with_reason_and_replayable(server: Serve
         drain(server.runtime)
 
         assert response.status_code == 200
-        [event] = inbox(api, program["id"])
+        [event] = inbound_events(api, program["id"])
         assert (event["state"], event["topic"], event["external_id"]) == (
             "rejected",
             "plan.created",
@@ -810,24 +798,9 @@ def test_backfill_pages_resume_after_interruption_without_duplicates(server: Ser
             # One of the events was also delivered by webhook.
             post(api, connector, events[0], secret=secret)
 
-            with httpx.Client() as client, pytest.raises(httpx.HTTPStatusError):
-                backfill.run(
-                    server.runtime.sessions,
-                    server.runtime.cipher,
-                    SHOPS,
-                    connector_id=connector["id"],
-                    since=since,
-                    client=client,
-                )
-            with httpx.Client() as client:
-                result = backfill.run(
-                    server.runtime.sessions,
-                    server.runtime.cipher,
-                    SHOPS,
-                    connector_id=connector["id"],
-                    since=since,
-                    client=client,
-                )
+            with pytest.raises(httpx.HTTPStatusError):
+                run_backfill(server, connector["id"], since)
+            result = run_backfill(server, connector["id"], since)
 
         assert (result.resumed, result.pages, result.stored) == (True, 2, 2)
         paths = [r.path for r in stripe.received]
@@ -845,7 +818,7 @@ def test_backfill_pages_resume_after_interruption_without_duplicates(server: Ser
         assert paths[3].endswith(f"starting_after={events[2]['id']}")
 
         drain(server.runtime)
-        stored = inbox(api, program["id"])
+        stored = inbound_events(api, program["id"])
         assert sorted(e["external_id"] for e in stored) == sorted(e["id"] for e in events)
         assert {e["state"] for e in stored} == {"processed"}
         assert sorted(o["external_id"] for o in orders_for(api, program["id"])) == [
@@ -859,12 +832,5 @@ def test_backfill_pages_resume_after_interruption_without_duplicates(server: Ser
 def test_backfill_needs_an_api_key(server: Server) -> None:
     with server.client() as api:
         _, connector, _ = setup(api)
-        with httpx.Client() as client, pytest.raises(Exception, match="api_key"):
-            backfill.run(
-                server.runtime.sessions,
-                server.runtime.cipher,
-                SHOPS,
-                connector_id=connector["id"],
-                since=datetime.now(UTC),
-                client=client,
-            )
+        with pytest.raises(Exception, match="api_key"):
+            run_backfill(server, connector["id"], datetime.now(UTC))

@@ -16,8 +16,6 @@ from typing import Any
 import httpx
 import pytest
 
-from partnerloop.integrations import backfill
-from partnerloop.integrations.registry import SHOPS
 from partnerloop.integrations.shop import (
     Answer,
     BadSignature,
@@ -28,6 +26,7 @@ from partnerloop.integrations.shop import (
     WebhookRequest,
 )
 from partnerloop.integrations.woocommerce.connector import CONNECTOR, specialchars_decode
+from partnerloop.orders.snapshots import Cancellation
 from tests.conftest import Server, drain
 from tests.factories.affiliates import create_affiliate_api
 from tests.factories.connectors import (
@@ -35,7 +34,9 @@ from tests.factories.connectors import (
     fixture_bytes,
     fixture_json,
     hook_path,
+    inbound_events,
     orders_for,
+    run_backfill,
 )
 from tests.factories.programs import create_program_api
 from tests.factories.tracking import click, create_link_api
@@ -102,12 +103,6 @@ def setup_shop(api: httpx.Client, **settings: str) -> tuple[dict[str, Any], dict
 def the_order(api: httpx.Client, program_id: str, order_id: int | str) -> dict[str, Any]:
     [order] = orders_for(api, program_id, external_id=str(order_id))
     return order
-
-
-def inbox(api: httpx.Client, program_id: str) -> list[dict[str, Any]]:
-    response = api.get("/api/v1/inbound-events", params={"program_id": program_id})
-    assert response.status_code == 200, response.text
-    return list(response.json()["items"])
 
 
 def commissions(api: httpx.Client, program_id: str, order_id: str) -> list[str]:
@@ -206,7 +201,10 @@ def test_only_the_real_ping_shape_passes_unsigned() -> None:
 def test_normalise_edge_cases() -> None:
     order = fixture_json(VENDOR, CREATE)
     assert CONNECTOR.normalise("order.deleted", b'{"id":727}', config=CONFIG) == [
-        Ignored("order.deleted carries only the id; nothing to apply")
+        Cancellation(order_id="727", reason="deleted or trashed in WooCommerce")
+    ]
+    assert CONNECTOR.normalise("customer.deleted", b'{"id":25}', config=CONFIG) == [
+        Ignored("customer.deleted carries only the id; nothing to apply")
     ]
     with pytest.raises(Unusable, match=r"unknown topic 'product\.created'"):
         CONNECTOR.normalise("product.created", encode(order), config=CONFIG)
@@ -311,7 +309,7 @@ def test_order_fixture_becomes_an_order(
         assert {k: order["customer"][k] for k in JOHN} == JOHN  # customer_id 0: a guest
         assert at(order["ordered_at"]) == at("2017-03-22T19:28:02+00:00")
         assert at(order["updated_at"]) == at(updated_at)
-        assert [(e["topic"], e["state"]) for e in inbox(api, program["id"])] == [
+        assert [(e["topic"], e["state"]) for e in inbound_events(api, program["id"])] == [
             (topic, "processed")
         ]
 
@@ -369,7 +367,7 @@ def test_every_order_of_the_batch_response_becomes_an_order(server: Server) -> N
             assert len(order["items"]) == lines
             assert at(order["ordered_at"]) == at(body["date_created_gmt"] + "+00:00")
             assert at(order["updated_at"]) == at(body["date_modified_gmt"] + "+00:00")
-        assert {e["state"] for e in inbox(api, program["id"])} == {"processed"}
+        assert {e["state"] for e in inbound_events(api, program["id"])} == {"processed"}
 
 
 def test_customer_fixture_becomes_the_orders_customer(server: Server) -> None:
@@ -390,7 +388,7 @@ def test_customer_fixture_becomes_the_orders_customer(server: Server) -> None:
             "john.doe@example.com",
             "John Doe",
         )
-        assert [(e["topic"], e["state"]) for e in inbox(api, program["id"])] == [
+        assert [(e["topic"], e["state"]) for e in inbound_events(api, program["id"])] == [
             ("customer.created", "processed"),
             ("order.created", "processed"),
         ]
@@ -421,7 +419,7 @@ def test_bad_signatures_are_401_and_the_ping_200_nothing_stored(server: Server) 
         assert {a.json()["code"] for a in answers} == {"invalid_signature"}
         assert (ping.status_code, ping.text) == (200, "ok")
         drain(server.runtime)
-        assert inbox(api, program["id"]) == []
+        assert inbound_events(api, program["id"]) == []
         assert orders_for(api, program["id"]) == []
 
 
@@ -495,6 +493,24 @@ def test_refunds_inside_order_updated(server: Server) -> None:
         drain(server.runtime)
         assert the_order(api, program["id"], 6001)["refunded_amount"] == "18.00"
         assert commissions(api, program["id"], "6001") == ["0.00"]
+
+
+def test_a_deleted_order_has_its_commission_reversed(server: Server) -> None:
+    with server.client() as api:
+        program, connector = setup_shop(api)
+        order = attributed_order(api, program["id"], 6101)
+        deliver(api, connector, "order.created", encode(order))
+        drain(server.runtime)
+        assert commissions(api, program["id"], "6101") == ["1.80"]
+
+        deliver(api, connector, "order.deleted", b'{"id":6101}')
+        deliver(api, connector, "order.deleted", b'{"id":999999}')  # never recorded
+        drain(server.runtime)
+
+        assert the_order(api, program["id"], 6101)["status"] == "cancelled"
+        assert commissions(api, program["id"], "6101") == ["0.00"]
+        assert {e["state"] for e in inbound_events(api, program["id"])} == {"processed"}
+        assert len(orders_for(api, program["id"])) == 1
 
 
 # --- duplicates and order of arrival --------------------------------------------------------
@@ -572,7 +588,9 @@ def test_unusable_payloads_are_rejected_and_replayable(server: Server) -> None:
             deliver(api, connector, topic, body)
         drain(server.runtime)
 
-        events = {e["topic"] + ":" + e["external_id"]: e for e in inbox(api, program["id"])}
+        events = {
+            e["topic"] + ":" + e["external_id"]: e for e in inbound_events(api, program["id"])
+        }
         states = sorted((e["state"], e["last_error"] or "") for e in events.values())
         assert [s for s, _ in states] == ["processed", *["rejected"] * 4]
         errors = " | ".join(error for _, error in states)
@@ -626,18 +644,6 @@ def backfill_connector(
 SINCE = datetime(2017, 1, 1, tzinfo=UTC)
 
 
-def run_backfill(server: Server, connector: dict[str, Any]) -> backfill.BackfillResult:
-    with httpx.Client(timeout=10) as client:
-        return backfill.run(
-            server.runtime.sessions,
-            server.runtime.cipher,
-            SHOPS,
-            connector_id=connector["id"],
-            since=SINCE,
-            client=client,
-        )
-
-
 def test_backfill_pages_through_orders_once(server: Server) -> None:
     orders = shop_orders(9001, 5)
     shop = ScriptedServer(
@@ -651,7 +657,7 @@ def test_backfill_pages_through_orders_once(server: Server) -> None:
         program, connector = backfill_connector(api, shop)
         deliver(api, connector, "order.updated", encode(orders[1]))  # also seen by webhook
 
-        result = run_backfill(server, connector)
+        result = run_backfill(server, connector["id"], SINCE)
         drain(server.runtime)
 
         assert (result.pages, result.stored, result.duplicates) == (3, 4, 1)
@@ -684,8 +690,8 @@ def test_an_interrupted_backfill_resumes_at_its_page(server: Server) -> None:
         program, connector = backfill_connector(api, shop)
 
         with pytest.raises(httpx.HTTPStatusError):
-            run_backfill(server, connector)
-        resumed = run_backfill(server, connector)
+            run_backfill(server, connector["id"], SINCE)
+        resumed = run_backfill(server, connector["id"], SINCE)
         drain(server.runtime)
 
         pages = [r.path.rsplit("page=", 1)[1] for r in shop.received]
@@ -711,7 +717,7 @@ def test_backfill_without_credentials_is_refused(server: Server) -> None:
             settings={"store_url": "https://example.com"},
         )
         with pytest.raises(Exception, match="consumer_key"):
-            run_backfill(server, connector)
+            run_backfill(server, connector["id"], SINCE)
 
 
 def test_a_guest_who_then_opens_an_account(server: Server) -> None:
@@ -725,7 +731,7 @@ def test_a_guest_who_then_opens_an_account(server: Server) -> None:
         deliver(api, connector, "order.created", encode(second))
         drain(server.runtime)
 
-        assert {e["state"] for e in inbox(api, program["id"])} == {"processed"}
+        assert {e["state"] for e in inbound_events(api, program["id"])} == {"processed"}
         guest_order = the_order(api, program["id"], 727)
         account_order = the_order(api, program["id"], 5026)
         assert account_order["customer"]["external_id"] == "25"

@@ -24,6 +24,7 @@ from partnerloop.sync.models import InboundEvent, OutboxMessage
 from tests.conftest import Backend, Server
 from tests.factories.affiliates import create_affiliate_api
 from tests.factories.programs import create_program_api
+from tests.factories.shopify import deliver, paid_order, setup
 from tests.factories.tracking import click, create_link_api
 from tests.processes.conftest import (
     Proc,
@@ -384,8 +385,6 @@ def test_api_reads_answer_while_a_worker_is_inside_a_job(
 def store_shop_webhook(server: Server) -> Stored:
     """A program paying 10 %, an approved affiliate's click, and a signed Shopify
     orders/paid webhook for an order that came from it, stored."""
-    from tests.integrations.test_shopify import deliver, paid_order, setup
-
     with server.client() as api:
         program, connector = setup(api)
         affiliate = create_affiliate_api(api, program["id"])

@@ -40,7 +40,13 @@ from partnerloop.integrations.shop import (
     parse_time,
     require,
 )
-from partnerloop.orders.snapshots import CustomerFacts, OrderLine, OrderSnapshot, RefundFacts
+from partnerloop.orders.snapshots import (
+    Cancellation,
+    CustomerFacts,
+    OrderLine,
+    OrderSnapshot,
+    RefundFacts,
+)
 from partnerloop.privacy.service import PrivacyFacts
 
 API_VERSION = "2026-04"
@@ -62,7 +68,6 @@ PRIVACY_TOPICS = {
 IGNORED_TOPICS = (
     "app/uninstalled",
     "customers/delete",
-    "orders/delete",
     # Payments are read from the order's financial_status (orders/paid, orders/updated).
     "order_transactions/create",
 )
@@ -114,6 +119,10 @@ class ShopifyConnector:
         data = parse_object(payload)
         if topic in ORDER_TOPICS:
             return [order_snapshot(data, config=config)]
+        if topic == "orders/delete":
+            order_id = as_text(require(data, "id", what="the deleted order"))
+            assert order_id is not None
+            return [Cancellation(order_id=order_id, reason="deleted in Shopify")]
         if topic == "refunds/create":
             return [refund_facts(data, config=config)]
         if topic in CUSTOMER_TOPICS:

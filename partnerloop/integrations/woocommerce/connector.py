@@ -50,12 +50,18 @@ from partnerloop.integrations.shop import (
     parse_time,
     require,
 )
-from partnerloop.orders.snapshots import CustomerFacts, OrderLine, OrderSnapshot, RefundFacts
+from partnerloop.orders.snapshots import (
+    Cancellation,
+    CustomerFacts,
+    OrderLine,
+    OrderSnapshot,
+    RefundFacts,
+)
 
 ORDER_TOPICS = ("order.created", "order.updated", "order.restored")
 CUSTOMER_TOPICS = ("customer.created", "customer.updated")
-# Bodies of *.deleted topics are just {"id": N}: no state to apply (see normalise).
-IGNORED_TOPICS = ("order.deleted", "customer.deleted")
+# customer.deleted's body is just {"id": N}; the customer's orders stay as they are.
+IGNORED_TOPICS = ("customer.deleted",)
 # WooCommerce's core order statuses (wc_get_order_statuses without the wc- prefix,
 # plus checkout-draft from the block checkout and trash for trashed orders).
 STATUSES = {
@@ -193,10 +199,14 @@ class WooCommerceConnector:
             return [order_snapshot(data)]
         if topic in CUSTOMER_TOPICS:
             return [customer_facts(data)]
+        if topic == "order.deleted":
+            # Sent when an order is trashed or deleted, with only {"id": N}: its
+            # commission is reversed. A later restore from the trash is not followed
+            # (a cancelled order stays cancelled).
+            order_id = as_text(require(data, "id", what="the deleted order"))
+            assert order_id is not None
+            return [Cancellation(order_id=order_id, reason="deleted or trashed in WooCommerce")]
         if topic in IGNORED_TOPICS:
-            # The body is only {"id": N} (the order may be merely trashed): no state
-            # to apply. Reversing a commission follows a cancelled status or
-            # refunds, which come as order.updated.
             return [Ignored(f"{topic} carries only the id; nothing to apply")]
         raise Unusable(f"unknown topic {topic!r}")
 
