@@ -235,7 +235,7 @@ def affiliates_approve(affiliate_id: str) -> None:
     try:
         with transaction(runtime.sessions) as session:
             row = affiliates.approve(
-                session, affiliate_id=affiliate_id, program_id=None, now=utcnow()
+                session, runtime.cipher, affiliate_id=affiliate_id, program_id=None, now=utcnow()
             )
     except DomainError as error:
         err.print(f"[red]{error.detail}[/red]")
@@ -310,13 +310,16 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 
 @connectors_app.command("create")
 def connectors_create(
-    program: Annotated[str, typer.Option(help="The program the shop's orders count for.")],
-    kind: Annotated[str, typer.Option(help="shopify, woocommerce, magento or stripe.")],
+    program: Annotated[str, typer.Option(help="The program the connector belongs to.")],
+    kind: Annotated[
+        str, typer.Option(help="shopify, woocommerce, magento, stripe, or webhook (outgoing).")
+    ],
     setting: Annotated[
         list[str] | None,
         typer.Option(
             help="NAME=VALUE, repeatable: shop_domain (shopify), store_url (woocommerce), "
-            "base_url (magento), api_base_url (any)."
+            "base_url (magento), api_base_url and pull_every_minutes (shops), url and "
+            "events=a,b (webhook)."
         ),
     ] = None,
     credential: Annotated[
@@ -327,18 +330,22 @@ def connectors_create(
         ),
     ] = None,
 ) -> None:
-    """Connect a shop. Reads the webhook signing secret from stdin (never an argument,
-    so it stays out of shell history) and prints the webhook URL to paste into the shop."""
-    from partnerloop.integrations import connectors
-    from partnerloop.integrations.registry import SHOPS, kinds
+    """Connect a shop or add an outgoing webhook endpoint.
 
-    shop = SHOPS.get(kind)
+    Reads the signing secret from stdin (never an argument, so it stays out of
+    shell history). Shops: prints the webhook URL to paste into the shop.
+    webhook: an empty line makes a secret, printed once on the last line.
+    """
+    from partnerloop.integrations import connectors
+    from partnerloop.integrations.registry import ALL_KINDS, OUTBOUND, kinds
+
+    shop = ALL_KINDS.get(kind)
     if shop is None:
         err.print(f"[red]Unknown kind {kind!r}; known: {', '.join(kinds())}.[/red]")
         raise typer.Exit(2)
     if sys.stdin.isatty():
-        err.print("Webhook signing secret (then Enter):")
-    secret = sys.stdin.readline().strip()
+        err.print("Signing secret (then Enter; webhook: empty to have one made):")
+    secret = sys.stdin.readline().strip() or None
     runtime = _runtime()
     try:
         with transaction(runtime.sessions) as session:
@@ -352,9 +359,14 @@ def connectors_create(
                 credentials=_pairs(credential or [], "--credential"),
                 now=utcnow(),
             )
+            made = connectors.secrets_of(runtime.cipher, connector)[0]
     except DomainError as error:
         err.print(f"[red]{error.detail}[/red]")
         raise typer.Exit(1) from None
+    if kind in OUTBOUND:
+        err.print(f"created {connector.id} ({kind}) for program {program}; signing secret:")
+        sys.stdout.write(made + "\n")
+        return
     err.print(f"created {connector.id} ({kind}) for program {program}; webhook URL:")
     sys.stdout.write(connectors.webhook_url(runtime.settings.public_url, connector.id) + "\n")
 

@@ -7,6 +7,7 @@ The worker's set of jobs is listed here, in one place.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -15,14 +16,16 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from partnerloop.commissions import service as commissions
+from partnerloop.core.clock import utcnow
 from partnerloop.core.crypto import FieldCipher
 from partnerloop.core.db import make_engine, make_sessionmaker
 from partnerloop.core.faults import Faults
 from partnerloop.core.settings import Settings, load_old_secret_keys, load_secret_key
 from partnerloop.integrations import inbound as shop_inbound
-from partnerloop.integrations import scheduled
+from partnerloop.integrations import outbound, scheduled
 from partnerloop.integrations.postback import handler as postback
 from partnerloop.integrations.registry import SHOPS
+from partnerloop.integrations.webhooks.connector import KIND as WEBHOOK_KIND
 from partnerloop.sync.fanout import Subscriber, make_fanout
 from partnerloop.sync.service import FANOUT_KIND
 from partnerloop.sync.worker import BackgroundTask, PeriodicTask, Registry, Worker
@@ -41,7 +44,7 @@ class Runtime:
     faults: Faults
     subscribers: list[Subscriber] = field(default_factory=list)
 
-    def registry(self) -> Registry:
+    def registry(self, *, clock: Callable[[], datetime] = utcnow) -> Registry:
         cipher = self.cipher
 
         def approve_due(session: Session, now: datetime) -> int:
@@ -62,22 +65,36 @@ class Runtime:
                 shop_inbound.KIND: shop_inbound.make_handler(cipher, SHOPS),
             },
             local={FANOUT_KIND: make_fanout(cipher, self.subscribers)},
-            remote={},
+            remote={
+                WEBHOOK_KIND: outbound.make_deliverer(
+                    self.sessions,
+                    cipher,
+                    client_factory=lambda: httpx.Client(
+                        timeout=self.settings.webhook_timeout_seconds
+                    ),
+                    disable_after=self.settings.webhook_disable_after,
+                    clock=clock,
+                )
+            },
             periodic=[
                 PeriodicTask("approve_due_commissions", APPROVE_DUE_EVERY_SECONDS, approve_due)
             ],
             background=[BackgroundTask("pull_shops", PULL_CHECK_EVERY_SECONDS, pull_shops)],
         )
 
-    def make_worker(self, *, registry: Registry | None = None) -> Worker:
+    def make_worker(
+        self, *, registry: Registry | None = None, clock: Callable[[], datetime] = utcnow
+    ) -> Worker:
+        """A worker; tests pass a clock to move time (retries, Retry-After)."""
         return Worker(
             session_factory=self.sessions,
             cipher=self.cipher,
-            registry=registry or self.registry(),
+            registry=registry or self.registry(clock=clock),
             max_attempts=self.settings.worker_max_attempts,
             lease_seconds=self.settings.worker_lease_seconds,
             poll_seconds=self.settings.worker_poll_seconds,
             faults=self.faults,
+            clock=clock,
         )
 
     def close(self) -> None:
@@ -93,4 +110,5 @@ def build_runtime(settings: Settings) -> Runtime:
         sessions=make_sessionmaker(engine),
         cipher=cipher,
         faults=Faults(settings.faults),
+        subscribers=[outbound.subscriber],
     )

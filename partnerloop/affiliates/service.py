@@ -18,6 +18,7 @@ from partnerloop.core.errors import Conflict, InvalidInput, NotFound
 from partnerloop.core.ids import new_id
 from partnerloop.programs import service as programs
 from partnerloop.programs.service import CommissionTerms, parse_commission_terms
+from partnerloop.sync import service as sync
 
 STATUSES = ("pending", "approved", "rejected", "suspended")
 
@@ -156,7 +157,13 @@ _TRANSITIONS: dict[str, tuple[str, ...]] = {
 
 
 def _transition(
-    session: Session, *, affiliate_id: str, to: str, program_id: str | None, now: datetime
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    affiliate_id: str,
+    to: str,
+    program_id: str | None,
+    now: datetime,
 ) -> Affiliate:
     affiliate = get_or_raise(session, affiliate_id, program_id=program_id)
     if affiliate.status == to:
@@ -169,30 +176,59 @@ def _transition(
         )
     affiliate.status = to
     affiliate.status_changed_at = now
+    # Announced to each program the affiliate belongs to (no personal data in it:
+    # subscribers read name and e-mail through the API if they need them).
+    for enrollment in session.scalars(
+        select(Enrollment).where(Enrollment.affiliate_id == affiliate.id).order_by(Enrollment.id)
+    ):
+        sync.publish(
+            session,
+            cipher,
+            program_id=enrollment.program_id,
+            topic=f"affiliate.{to}",
+            data={"id": affiliate.id, "status": to},
+            key=f"{affiliate.id}:{to}:{now.isoformat()}",
+            now=now,
+        )
     return affiliate
 
 
 def approve(
-    session: Session, *, affiliate_id: str, program_id: str | None, now: datetime
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    affiliate_id: str,
+    program_id: str | None,
+    now: datetime,
 ) -> Affiliate:
     return _transition(
-        session, affiliate_id=affiliate_id, to="approved", program_id=program_id, now=now
+        session, cipher, affiliate_id=affiliate_id, to="approved", program_id=program_id, now=now
     )
 
 
 def reject(
-    session: Session, *, affiliate_id: str, program_id: str | None, now: datetime
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    affiliate_id: str,
+    program_id: str | None,
+    now: datetime,
 ) -> Affiliate:
     return _transition(
-        session, affiliate_id=affiliate_id, to="rejected", program_id=program_id, now=now
+        session, cipher, affiliate_id=affiliate_id, to="rejected", program_id=program_id, now=now
     )
 
 
 def suspend(
-    session: Session, *, affiliate_id: str, program_id: str | None, now: datetime
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    affiliate_id: str,
+    program_id: str | None,
+    now: datetime,
 ) -> Affiliate:
     return _transition(
-        session, affiliate_id=affiliate_id, to="suspended", program_id=program_id, now=now
+        session, cipher, affiliate_id=affiliate_id, to="suspended", program_id=program_id, now=now
     )
 
 

@@ -32,6 +32,7 @@ PREFIXES = {
     "connector": "con",
     "subscription": "sub",
     "privacy_request": "prv",
+    "delivery_attempt": "att",
 }
 
 

@@ -45,6 +45,15 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "Run the job worker inside `serve`: auto (yes on SQLite), true or false.",
     ),
     "PARTNERLOOP_WORKER_MAX_ATTEMPTS": ("10", "Tries before a job is dead-lettered."),
+    "PARTNERLOOP_WEBHOOK_TIMEOUT_SECONDS": (
+        "10",
+        "How long an outgoing webhook waits for the receiver's answer.",
+    ),
+    "PARTNERLOOP_WEBHOOK_DISABLE_AFTER": (
+        "20",
+        "Failed deliveries in a row after which an outgoing webhook endpoint is disabled "
+        "(its messages are kept and can be replayed once it is enabled again).",
+    ),
     "PARTNERLOOP_WORKER_LEASE_SECONDS": (
         "60",
         "How long a claimed job stays locked to its worker; after that another worker may "
@@ -81,6 +90,8 @@ class Settings:
     worker_lease_seconds: float = 60.0
     worker_poll_seconds: float = 0.5
     click_batch_max: int = 1000
+    webhook_timeout_seconds: float = 10.0
+    webhook_disable_after: int = 20
     log_level: str = "info"
     faults: Mapping[str, str] = field(default_factory=dict)
 
@@ -121,6 +132,8 @@ class Settings:
             worker_lease_seconds=_float(env, "PARTNERLOOP_WORKER_LEASE_SECONDS", 60.0),
             worker_poll_seconds=_float(env, "PARTNERLOOP_WORKER_POLL_SECONDS", 0.5),
             click_batch_max=_int(env, "PARTNERLOOP_CLICK_BATCH_MAX", 1000, minimum=1),
+            webhook_timeout_seconds=_float(env, "PARTNERLOOP_WEBHOOK_TIMEOUT_SECONDS", 10.0),
+            webhook_disable_after=_int(env, "PARTNERLOOP_WEBHOOK_DISABLE_AFTER", 20, minimum=1),
             log_level=_choice(env, "PARTNERLOOP_LOG_LEVEL", "info", LOG_LEVELS),
             faults=_faults(env.get("PARTNERLOOP_FAULTS", "")),
         )

@@ -9,9 +9,9 @@ start signing with a new one (Shopify: up to an hour).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -21,7 +21,7 @@ from partnerloop.core.crypto import FieldCipher
 from partnerloop.core.errors import InvalidInput, NotFound
 from partnerloop.core.ids import new_id
 from partnerloop.integrations.models import Connector
-from partnerloop.integrations.shop import ConnectorConfig, ShopConnector
+from partnerloop.integrations.shop import ConnectorConfig
 from partnerloop.programs import service as programs
 
 SECRET_FIELD = "connector.secret"  # noqa: S105 (an encryption context name, not a secret)
@@ -59,8 +59,32 @@ def _check_url(value: str, field: str) -> str:
     return value.rstrip("/")
 
 
-def check_settings(shop: ShopConnector, settings: Mapping[str, Any]) -> dict[str, Any]:
-    known = {**COMMON_SETTINGS, **shop.settings_fields}
+class ConnectorKind(Protocol):
+    """What every connector kind (shop in, CRM or webhook out) declares about its settings.
+    Optional: `list_settings` (names whose value is a list of text, checked by
+    `check_list`) and `check_secret` (outgoing kinds: check or make the secret)."""
+
+    kind: str
+    settings_fields: Mapping[str, bool]
+    credential_fields: Sequence[str]
+
+
+def _check_list(shop: ConnectorKind, name: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise InvalidInput(
+            f"settings.{name} must be a list of names (or one comma-separated text).",
+            code="invalid_setting",
+            field=f"settings.{name}",
+        )
+    check = getattr(shop, "check_list", None)
+    return list(check(name, value)) if check is not None else value
+
+
+def check_settings(shop: ConnectorKind, settings: Mapping[str, Any]) -> dict[str, Any]:
+    lists = tuple(getattr(shop, "list_settings", ()))
+    known = {**COMMON_SETTINGS, **shop.settings_fields, **dict.fromkeys(lists, False)}
     unknown = sorted(set(settings) - set(known))
     if unknown:
         raise InvalidInput(
@@ -82,6 +106,9 @@ def check_settings(shop: ShopConnector, settings: Mapping[str, Any]) -> dict[str
             continue
         if name == "pull_every_minutes":
             cleaned[name] = _check_minutes(value)
+            continue
+        if name in lists:
+            cleaned[name] = _check_list(shop, name, value)
             continue
         if not isinstance(value, str) or len(value) > LONG_SETTINGS.get(name, 512):
             raise InvalidInput(
@@ -110,6 +137,19 @@ def _check_minutes(value: Any) -> int:
     return value
 
 
+def _secret_for(shop: ConnectorKind, secret: str | None) -> str:
+    make_or_check = getattr(shop, "check_secret", None)
+    if make_or_check is not None:
+        return str(make_or_check(secret))
+    if secret is None:
+        raise InvalidInput(
+            f"A {shop.kind} connector needs the webhook signing secret the shop shows.",
+            code="missing_secret",
+            field="secret",
+        )
+    return _check_secret(secret)
+
+
 def _check_secret(secret: str) -> str:
     if not secret or len(secret) > MAX_SECRET or secret != secret.strip():
         raise InvalidInput(
@@ -121,7 +161,7 @@ def _check_secret(secret: str) -> str:
     return secret
 
 
-def _check_credentials(shop: ShopConnector, credentials: Mapping[str, Any]) -> dict[str, str]:
+def _check_credentials(shop: ConnectorKind, credentials: Mapping[str, Any]) -> dict[str, str]:
     unknown = sorted(set(credentials) - set(shop.credential_fields))
     if unknown:
         raise InvalidInput(
@@ -146,13 +186,15 @@ def create(
     session: Session,
     cipher: FieldCipher,
     *,
-    shop: ShopConnector,
+    shop: ConnectorKind,
     program_id: str,
     settings: Mapping[str, Any],
-    secret: str,
+    secret: str | None,
     credentials: Mapping[str, Any],
     now: datetime,
 ) -> Connector:
+    """Store a connector. `secret`: the signing secret the shop shows (required
+    for shops); an outgoing kind checks the one given or makes one."""
     programs.get_or_raise(session, program_id)
     # API credentials may come inside settings (e.g. WooCommerce consumer_key):
     # they are kept encrypted with the other credentials, never as plain settings.
@@ -167,7 +209,7 @@ def create(
         program_id=program_id,
         kind=shop.kind,
         settings=check_settings(shop, settings),
-        secret_enc=cipher.encrypt(_check_secret(secret), field=SECRET_FIELD),
+        secret_enc=cipher.encrypt(_secret_for(shop, secret), field=SECRET_FIELD),
         previous_secret_enc=None,
         credentials_enc=_encrypt_credentials(cipher, _check_credentials(shop, credentials)),
         cursor=None,
@@ -186,13 +228,21 @@ def _encrypt_credentials(cipher: FieldCipher, credentials: dict[str, str]) -> st
 
 
 def rotate_secret(
-    session: Session, cipher: FieldCipher, *, connector: Connector, secret: str, now: datetime
-) -> Connector:
-    """The new secret signs from now on; the current one stays valid until the next rotation."""
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    kind: ConnectorKind,
+    connector: Connector,
+    secret: str | None,
+    now: datetime,
+) -> str:
+    """The new secret signs from now on; the current one stays valid until the next
+    rotation. Returns the new secret (made here for outgoing kinds if none given)."""
+    new = _secret_for(kind, secret)
     connector.previous_secret_enc = connector.secret_enc
-    connector.secret_enc = cipher.encrypt(_check_secret(secret), field=SECRET_FIELD)
+    connector.secret_enc = cipher.encrypt(new, field=SECRET_FIELD)
     connector.updated_at = now
-    return connector
+    return new
 
 
 def get_or_raise(

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, Text
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from partnerloop.core.db import Base, UTCDateTime
@@ -17,7 +17,8 @@ class Connector(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     program_id: Mapped[str] = mapped_column(ForeignKey("programs.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(32))  # shopify | woocommerce | magento | stripe
+    # shopify | woocommerce | magento | stripe (in); webhook (out)
+    kind: Mapped[str] = mapped_column(String(32))
     # Non-secret settings (shop domain, store URL, api_base_url); validated per kind.
     settings: Mapped[dict[str, Any]] = mapped_column(JSON)
     # The webhook signing secret, and the one before it while a rotation settles.
@@ -27,5 +28,10 @@ class Connector(Base):
     credentials_enc: Mapped[str | None] = mapped_column(Text)
     # Pull progress: the high-water mark of backfills and scheduled pulls.
     cursor: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Outgoing connectors stop after too many failures in a row, until re-enabled.
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

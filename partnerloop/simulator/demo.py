@@ -68,7 +68,11 @@ def seed(runtime: Runtime) -> DemoSeed:
                 session, runtime.cipher, program_id=program.id, email=email, name=name, now=now
             )
             affiliate = affiliates.approve(
-                session, affiliate_id=signed.affiliate.id, program_id=program.id, now=now
+                session,
+                runtime.cipher,
+                affiliate_id=signed.affiliate.id,
+                program_id=program.id,
+                now=now,
             )
             if signed.created:
                 tracking.create_link(

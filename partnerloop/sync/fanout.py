@@ -48,6 +48,7 @@ def make_fanout(cipher: FieldCipher, subscribers: Sequence[Subscriber]) -> Calla
                     idempotency_key=message.id,
                     program_id=program_id,
                     now=now,
+                    occurred_at=message.created_at,
                 )
 
     return fan_out

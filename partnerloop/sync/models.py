@@ -71,4 +71,28 @@ class OutboxMessage(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the fact it reports happened (for a fanned-out copy: the domain event's
+    # time); sync time is delivered_at minus this.
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DeliveryAttempt(Base):
+    """One try at delivering an outbox message to a remote system: what it
+    answered and how long it took. History, latency and replay are queries."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (Index(None, "destination_kind", "destination_id", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(32), index=True)
+    destination_kind: Mapped[str] = mapped_column(String(32))
+    destination_id: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)  # NULL: no HTTP answer
+    outcome: Mapped[str] = mapped_column(String(16))  # delivered | retry | dead
+    error: Mapped[str | None] = mapped_column(Text)
+    # The start of the remote answer; it may echo personal data, so it is encrypted.
+    response_enc: Mapped[str | None] = mapped_column(Text)

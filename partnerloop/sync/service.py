@@ -9,19 +9,21 @@ them, and record the outcome; see worker.py.
 from __future__ import annotations
 
 import json
+import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from partnerloop.core.crypto import FieldCipher
 from partnerloop.core.db import insert_if_absent
 from partnerloop.core.errors import Conflict, InvalidInput, NotFound
 from partnerloop.core.ids import new_id
-from partnerloop.sync.models import InboundEvent, OutboxMessage
+from partnerloop.sync.models import DeliveryAttempt, InboundEvent, OutboxMessage
 
 INBOUND_STATES = ("pending", "retry", "processed", "rejected", "dead")
 OUTBOX_STATES = ("pending", "retry", "delivered", "dead")
@@ -100,6 +102,7 @@ def enqueue(
     idempotency_key: str,
     program_id: str | None,
     now: datetime,
+    occurred_at: datetime | None = None,
 ) -> bool:
     """Queue a message once per (destination, idempotency key). True if new."""
     return insert_if_absent(
@@ -117,6 +120,7 @@ def enqueue(
             "attempts": 0,
             "next_attempt_at": now,
             "created_at": now,
+            "occurred_at": occurred_at or now,
         },
         conflict_columns=("destination_kind", "destination_id", "idempotency_key"),
     )
@@ -248,6 +252,59 @@ def mark_rejected(
     )
 
 
+@dataclass(frozen=True)
+class AttemptFacts:
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+    response: str | None
+
+
+MAX_RESPONSE_CHARS = 1000
+RESPONSE_FIELD = "sync.response"
+
+
+def record_attempt(
+    session: Session, cipher: FieldCipher, message_id: str, facts: AttemptFacts, *, outcome: str
+) -> None:
+    """Log one delivery try, in the transaction that records its outcome."""
+    message = session.get_one(OutboxMessage, message_id)
+    session.add(
+        DeliveryAttempt(
+            id=new_id("delivery_attempt"),
+            message_id=message_id,
+            destination_kind=message.destination_kind,
+            destination_id=message.destination_id,
+            attempt=message.attempts,
+            started_at=facts.started_at,
+            duration_ms=facts.duration_ms,
+            status_code=facts.status_code,
+            outcome=outcome,
+            error=facts.error[:MAX_ERROR_CHARS] if facts.error else None,
+            response_enc=cipher.encrypt(facts.response[:MAX_RESPONSE_CHARS], field=RESPONSE_FIELD)
+            if facts.response
+            else None,
+        )
+    )
+
+
+def list_attempts(session: Session, message_id: str) -> list[DeliveryAttempt]:
+    return list(
+        session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.message_id == message_id)
+            .order_by(DeliveryAttempt.started_at, DeliveryAttempt.id)
+        )
+    )
+
+
+def read_response(cipher: FieldCipher, attempt: DeliveryAttempt) -> str | None:
+    return (
+        cipher.decrypt(attempt.response_enc, field=RESPONSE_FIELD) if attempt.response_enc else None
+    )
+
+
 def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float:
     """Exponential backoff (2 s, 4 s, 8 s, ... capped at an hour) with equal jitter:
     half the delay is fixed, half random, so retries of many jobs that failed
@@ -321,11 +378,17 @@ def list_jobs(
     state: str | None,
     after: str | None,
     limit: int,
+    destination_kinds: Sequence[str] | None = None,
+    destination_id: str | None = None,
 ) -> list[Job]:
     states = INBOUND_STATES if model is InboundEvent else OUTBOX_STATES
     query = select(model).order_by(model.id).limit(limit)
     if program_id is not None:
         query = query.where(model.program_id == program_id)
+    if destination_kinds is not None:
+        query = query.where(OutboxMessage.destination_kind.in_(destination_kinds))
+    if destination_id is not None:
+        query = query.where(OutboxMessage.destination_id == destination_id)
     if state is not None:
         if state not in states:
             raise InvalidInput(
@@ -367,3 +430,95 @@ def counts(session: Session, model: type[Job], *, program_id: str | None) -> dic
     if program_id is not None:
         query = query.where(model.program_id == program_id)
     return {state: int(number) for state, number in session.execute(query)}
+
+
+# --- delivery statistics (R9: sync times) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DestinationStats:
+    destination_kind: str
+    destination_id: str
+    delivered: int  # in the window
+    latency_p50_ms: int | None  # from the event to the remote side's acceptance
+    latency_p95_ms: int | None
+    backlog: int  # pending or waiting for a retry, now
+    dead: int  # dead-lettered, now
+
+
+STATS_WINDOW = timedelta(hours=24)
+STATS_SAMPLE = 10_000  # the newest deliveries a percentile is taken over
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an ascending list (no interpolation)."""
+    if not sorted_values:
+        raise ValueError("no values")
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def destination_stats(
+    session: Session,
+    *,
+    kinds: Sequence[str],
+    program_id: str | None,
+    destination_id: str | None = None,
+    now: datetime,
+) -> list[DestinationStats]:
+    """Per destination: latency percentiles over the last 24 hours, backlog, dead letters."""
+    conditions: list[ColumnElement[bool]] = [OutboxMessage.destination_kind.in_(kinds)]
+    if program_id is not None:
+        conditions.append(OutboxMessage.program_id == program_id)
+    if destination_id is not None:
+        conditions.append(OutboxMessage.destination_id == destination_id)
+    scope = and_(*conditions)
+    counts_by: dict[tuple[str, str], dict[str, int]] = {}
+    for kind, dest, state, number in session.execute(
+        select(
+            OutboxMessage.destination_kind,
+            OutboxMessage.destination_id,
+            OutboxMessage.state,
+            func.count(),
+        )
+        .where(scope)
+        .group_by(OutboxMessage.destination_kind, OutboxMessage.destination_id, OutboxMessage.state)
+    ):
+        counts_by.setdefault((kind, dest), {})[state] = int(number)
+    latencies: dict[tuple[str, str], list[float]] = {}
+    recent = session.execute(
+        select(
+            OutboxMessage.destination_kind,
+            OutboxMessage.destination_id,
+            OutboxMessage.occurred_at,
+            OutboxMessage.created_at,
+            OutboxMessage.delivered_at,
+        )
+        .where(
+            scope,
+            OutboxMessage.state == "delivered",
+            OutboxMessage.delivered_at >= now - STATS_WINDOW,
+        )
+        .order_by(OutboxMessage.delivered_at.desc())
+        .limit(STATS_SAMPLE)
+    )
+    for kind, dest, occurred, created, delivered in recent:
+        assert delivered is not None
+        millis = (delivered - (occurred or created)).total_seconds() * 1000
+        latencies.setdefault((kind, dest), []).append(max(millis, 0.0))
+    stats = []
+    for key in sorted(set(counts_by) | set(latencies)):
+        values = sorted(latencies.get(key, []))
+        states = counts_by.get(key, {})
+        stats.append(
+            DestinationStats(
+                destination_kind=key[0],
+                destination_id=key[1],
+                delivered=len(values),
+                latency_p50_ms=round(percentile(values, 0.5)) if values else None,
+                latency_p95_ms=round(percentile(values, 0.95)) if values else None,
+                backlog=states.get("pending", 0) + states.get("retry", 0),
+                dead=states.get("dead", 0),
+            )
+        )
+    return stats

@@ -64,6 +64,9 @@ class Outcome:
     error: str | None = None
     retry_after: float | None = None  # seconds, from the remote side (429 Retry-After)
     permanent: bool = False  # retrying cannot help (e.g. 400 on our payload): dead-letter now
+    # For the attempt log: the remote answer, if there was one.
+    status_code: int | None = None
+    response: str | None = None
 
 
 class RemoteDeliverer(Protocol):
@@ -217,6 +220,8 @@ class Worker:
             self._run_in_transaction(OutboxMessage, job_id, body)
             return
         deliverer = self._registry.remote.get(kind)
+        started = self._clock()
+        clock = time.monotonic()
         if deliverer is None:
             outcome = Outcome(ok=False, error=f"no deliverer for destination kind {kind!r}")
         else:
@@ -226,15 +231,25 @@ class Worker:
                 outcome = deliverer(message, payload)
             except Exception as error:  # a deliverer bug must not lose the message
                 outcome = Outcome(ok=False, error=_describe(error))
-        self._record_outcome(job_id, outcome)
+        attempt = service.AttemptFacts(
+            started_at=started,
+            duration_ms=int((time.monotonic() - clock) * 1000),
+            status_code=outcome.status_code,
+            error=outcome.error,
+            response=outcome.response,
+        )
+        self._record_outcome(job_id, outcome, attempt)
 
-    def _record_outcome(self, job_id: str, outcome: Outcome) -> None:
+    def _record_outcome(self, job_id: str, outcome: Outcome, attempt: service.AttemptFacts) -> None:
         try:
             with transaction(self._sessions) as session:
                 now = self._clock()
                 if outcome.ok:
                     service.mark_done(
                         session, OutboxMessage, job_id, worker_id=self.worker_id, now=now
+                    )
+                    service.record_attempt(
+                        session, self._cipher, job_id, attempt, outcome="delivered"
                     )
                     return
                 state = service.mark_failed(
@@ -247,6 +262,7 @@ class Worker:
                     now=now,
                     retry_after=outcome.retry_after,
                 )
+                service.record_attempt(session, self._cipher, job_id, attempt, outcome=state)
                 log.warning("outbox %s not delivered (%s): %s", job_id, state, outcome.error)
         except service.LostLease:
             log.warning("outbox %s: lease lost before the outcome was recorded", job_id)

@@ -218,7 +218,7 @@ def seed(runtime: Runtime) -> Seeded:
             name="Rejected One",
             now=now,
         ).affiliate
-        affiliates.reject(db, affiliate_id=rejected.id, program_id=None, now=now)
+        affiliates.reject(db, runtime.cipher, affiliate_id=rejected.id, program_id=None, now=now)
     return Seeded(program.id, pending.id, rejected.id, email, name)
 
 

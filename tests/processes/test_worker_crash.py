@@ -21,7 +21,7 @@ from partnerloop.commissions.models import Commission
 from partnerloop.orders.models import Conversion
 from partnerloop.runtime import Runtime
 from partnerloop.sync.models import InboundEvent, OutboxMessage
-from tests.conftest import Backend, Server
+from tests.conftest import Backend, Server, drain
 from tests.factories.affiliates import create_affiliate_api
 from tests.factories.programs import create_program_api
 from tests.factories.shopify import deliver, paid_order, setup
@@ -65,6 +65,7 @@ def store_postback(server: Server) -> Stored:
         affiliate = create_affiliate_api(api, program["id"])
         link = create_link_api(api, program["id"], affiliate["id"])
         click_id = click(api, link["code"])
+        drain(server.runtime)  # the setup's own jobs (affiliate.approved): only the order's remain
         order_id = unique("order")
         response = api.get(
             "/postback",
@@ -194,7 +195,7 @@ def effect_once(stored: Stored) -> dict[str, object]:
             (ORDER_AMOUNT_MINOR, "EUR", stored.affiliate_id, "click", stored.click_id, "postback")
         ],
         "commissions": [(stored.order_id, stored.affiliate_id, COMMISSION_MINOR, "EUR", "pending")],
-        "outbox": ["commission.created", "conversion.created"],
+        "outbox": ["affiliate.approved", "commission.created", "conversion.created"],
         "stats": {
             "clicks": 1,
             "conversions": 1,
@@ -236,7 +237,7 @@ def test_worker_killed_before_commit_job_runs_again_once(
     assert counts(observer, stored) == {
         "conversions": [],
         "commissions": [],
-        "outbox": [],
+        "outbox": ["affiliate.approved"],
         "stats": NO_EFFECT_STATS,
     }
     event = event_of(observer, stored.event_id)
@@ -275,7 +276,7 @@ def test_worker_killed_after_commit_job_does_not_run_again(
     healthy, _ = start_worker(processes, backend)
     # The healthy worker is running jobs: it delivers the events the job published.
     wait_until(
-        lambda: _outbox_states(observer, stored.program_id) == ["delivered", "delivered"],
+        lambda: _outbox_states(observer, stored.program_id) == ["delivered"] * 3,
         what="the outbox to be delivered",
     )
     time.sleep(max(0.0, claimed_at + LEASE_SECONDS + 2.0 - time.monotonic()))
@@ -347,7 +348,7 @@ def test_job_that_kills_every_worker_is_dead_lettered(
     assert counts(observer, stored) == {
         "conversions": [],
         "commissions": [],
-        "outbox": [],
+        "outbox": ["affiliate.approved"],
         "stats": NO_EFFECT_STATS,
     }
 
@@ -390,6 +391,7 @@ def store_shop_webhook(server: Server) -> Stored:
         affiliate = create_affiliate_api(api, program["id"])
         link = create_link_api(api, program["id"], affiliate["id"])
         click_id = click(api, link["code"])
+        drain(server.runtime)  # the setup's own jobs (affiliate.approved): only the order's remain
         order_id = str(int(time.time() * 1000))
         body = json.dumps(
             paid_order(int(order_id), landing_site=f"/p/1?plclid={click_id}")
@@ -429,7 +431,7 @@ def test_worker_killed_inside_a_shop_webhook_job_applies_the_order_once(
     assert counts(observer, stored) == {
         "conversions": [(40495, "USD", stored.affiliate_id, "click", stored.click_id, "shopify")],
         "commissions": [(stored.order_id, stored.affiliate_id, 4050, "USD", "pending")],
-        "outbox": ["commission.created", "conversion.created"],
+        "outbox": ["affiliate.approved", "commission.created", "conversion.created"],
         "stats": {
             "clicks": 1,
             "conversions": 1,

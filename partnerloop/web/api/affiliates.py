@@ -121,7 +121,11 @@ def _transition(
     }[action]
     with transaction(runtime.sessions) as session:
         row = move(
-            session, affiliate_id=affiliate_id, program_id=principal.program_id, now=utcnow()
+            session,
+            runtime.cipher,
+            affiliate_id=affiliate_id,
+            program_id=principal.program_id,
+            now=utcnow(),
         )
         return _out(affiliates.view(session, runtime.cipher, row))
 

@@ -1,4 +1,5 @@
-"""Shop connectors: connect a shop in one call, get the webhook URL to paste."""
+"""Connectors: connect a shop in one call (get the webhook URL to paste), or add an
+outgoing webhook endpoint (get its signing secret, once)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,18 @@ from partnerloop.access.service import Scope
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
 from partnerloop.core.errors import InvalidInput
-from partnerloop.integrations import connectors
+from partnerloop.integrations import connectors, outbound
 from partnerloop.integrations.models import Connector
-from partnerloop.integrations.registry import SHOPS, kinds
+from partnerloop.integrations.registry import ALL_KINDS, OUTBOUND, kinds
 from partnerloop.web.api.common import ERRORS
 from partnerloop.web.deps import PageDep, PrincipalDep, RuntimeDep
 
 router = APIRouter(tags=["connectors"])
 
 SETTINGS_DOC = (
-    "Per kind: shopify {shop_domain}; woocommerce {store_url}; magento {base_url}; "
-    "stripe {}. Every kind also takes api_base_url, to point API calls at another host."
+    "Per kind: shopify {shop_domain}; woocommerce {store_url}; magento {base_url, client_id?, "
+    "public_key?}; stripe {}; webhook {url, events?: [event types, default all]}. Shops also "
+    "take api_base_url (call the API at another host) and pull_every_minutes (scheduled pulls)."
 )
 CREDENTIALS_DOC = (
     "API credentials for backfill, stored encrypted: shopify {access_token}; woocommerce "
@@ -33,19 +35,24 @@ CREDENTIALS_DOC = (
 class ConnectorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     program_id: str
-    kind: str = Field(description="shopify, woocommerce, magento or stripe.")
+    kind: str = Field(description="shopify, woocommerce, magento, stripe or webhook.")
     settings: dict[str, Any] = Field(default_factory=dict, description=SETTINGS_DOC)
-    secret: str = Field(
-        description="The webhook signing secret exactly as the shop shows it (Shopify app "
-        "secret, WooCommerce webhook secret, Stripe whsec_..., Magento/Adobe client secret)."
+    secret: str | None = Field(
+        default=None,
+        description="Shops: the webhook signing secret exactly as the shop shows it (Shopify "
+        "app secret, WooCommerce webhook secret, Stripe whsec_..., Magento/Adobe client "
+        "secret). webhook: a Standard Webhooks secret whsec_<base64>, or leave it out and "
+        "one is made and shown once.",
     )
     credentials: dict[str, Any] = Field(default_factory=dict, description=CREDENTIALS_DOC)
 
 
 class SecretIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    secret: str = Field(
-        description="The new signing secret; the old one stays valid until the next rotation."
+    secret: str | None = Field(
+        default=None,
+        description="The new signing secret; the old one stays valid until the next rotation. "
+        "Outgoing webhooks: leave it out to have one made (shown once).",
     )
 
 
@@ -54,12 +61,21 @@ class ConnectorOut(BaseModel):
     program_id: str
     kind: str
     settings: dict[str, Any]
-    webhook_url: str = Field(description="Paste this into the shop's webhook settings.")
+    webhook_url: str | None = Field(
+        description="Shops: paste this into the shop's webhook settings."
+    )
+    direction: str = Field(description="in (a shop's webhooks) or out (events we send).")
+    status: str = Field(description="active, or disabled after too many failed deliveries.")
+    disabled_reason: str | None
     has_credentials: bool
     rotating_secret: bool = Field(description="True while the previous secret is still accepted.")
     cursor: dict[str, Any] | None = Field(description="Where the last backfill got to.")
     created_at: datetime
     updated_at: datetime
+    secret: str | None = Field(
+        default=None,
+        description="Outgoing webhooks: the signing secret, shown once (when made or rotated).",
+    )
 
 
 class ConnectorList(BaseModel):
@@ -67,13 +83,20 @@ class ConnectorList(BaseModel):
     next_cursor: str | None = None
 
 
-def connector_out(connector: Connector, *, public_url: str) -> ConnectorOut:
+def connector_out(
+    connector: Connector, *, public_url: str, secret: str | None = None
+) -> ConnectorOut:
+    outgoing = connector.kind in OUTBOUND
     return ConnectorOut(
         id=connector.id,
         program_id=connector.program_id,
         kind=connector.kind,
         settings=dict(connector.settings),
-        webhook_url=connectors.webhook_url(public_url, connector.id),
+        webhook_url=None if outgoing else connectors.webhook_url(public_url, connector.id),
+        direction="out" if outgoing else "in",
+        status=connector.status,
+        disabled_reason=connector.disabled_reason,
+        secret=secret if outgoing else None,
         has_credentials=connector.credentials_enc is not None,
         rotating_secret=connector.previous_secret_enc is not None,
         cursor=connector.cursor,
@@ -90,10 +113,11 @@ def create_connector(
     response: Response,
     request: Request,
 ) -> ConnectorOut:
-    """Connect a shop. Answers the `webhook_url` to paste into the shop with the secret."""
+    """Connect a shop (answers the `webhook_url` to paste into it with the secret), or
+    add an outgoing webhook endpoint (answers its signing `secret`, once)."""
     principal.require(Scope.admin)
     principal.require_program(body.program_id)
-    shop = SHOPS.get(body.kind)
+    shop = ALL_KINDS.get(body.kind)
     if shop is None:
         raise InvalidInput(
             f"Unknown connector kind {body.kind!r}; known: {', '.join(kinds())}.",
@@ -111,7 +135,8 @@ def create_connector(
             credentials=body.credentials,
             now=utcnow(),
         )
-        out = connector_out(connector, public_url=runtime.settings.public_url)
+        secret = connectors.secrets_of(runtime.cipher, connector)[0]
+        out = connector_out(connector, public_url=runtime.settings.public_url, secret=secret)
     response.headers["Location"] = f"/api/v1/connectors/{out.id}"
     return out
 
@@ -144,12 +169,31 @@ def get_connector(connector_id: str, principal: PrincipalDep, runtime: RuntimeDe
 def rotate_secret(
     connector_id: str, body: SecretIn, principal: PrincipalDep, runtime: RuntimeDep
 ) -> ConnectorOut:
-    """Rotate the webhook signing secret: both the new and the previous secret are
-    accepted until the next rotation (shops switch over with a delay)."""
+    """Rotate the signing secret. Shops: both the new and the previous secret are
+    accepted until the next rotation (shops switch over with a delay). Outgoing
+    webhooks: deliveries carry signatures by both until the next rotation."""
     principal.require(Scope.admin)
     with transaction(runtime.sessions) as session:
         row = connectors.get_or_raise(session, connector_id, program_id=principal.program_id)
-        connectors.rotate_secret(
-            session, runtime.cipher, connector=row, secret=body.secret, now=utcnow()
+        secret = connectors.rotate_secret(
+            session,
+            runtime.cipher,
+            kind=ALL_KINDS[row.kind],
+            connector=row,
+            secret=body.secret,
+            now=utcnow(),
         )
+        return connector_out(row, public_url=runtime.settings.public_url, secret=secret)
+
+
+@router.post("/connectors/{connector_id}/enable", response_model=ConnectorOut, responses=ERRORS)
+def enable_connector(
+    connector_id: str, principal: PrincipalDep, runtime: RuntimeDep
+) -> ConnectorOut:
+    """Re-enable an outgoing webhook endpoint that was disabled after failures. Its
+    dead-lettered deliveries stay dead until replayed (POST /deliveries/{id}/replay)."""
+    principal.require(Scope.admin)
+    with transaction(runtime.sessions) as session:
+        row = connectors.get_or_raise(session, connector_id, program_id=principal.program_id)
+        outbound.enable(session, connector=row, now=utcnow())
         return connector_out(row, public_url=runtime.settings.public_url)
