@@ -24,7 +24,7 @@ from partnerloop.core.settings import Settings, load_old_secret_keys, load_secre
 from partnerloop.integrations import inbound as shop_inbound
 from partnerloop.integrations import outbound, scheduled
 from partnerloop.integrations.postback import handler as postback
-from partnerloop.integrations.registry import SHOPS
+from partnerloop.integrations.registry import CRM_CONNECTORS, SHOPS
 from partnerloop.integrations.webhooks.connector import KIND as WEBHOOK_KIND
 from partnerloop.sync.fanout import Subscriber, make_fanout
 from partnerloop.sync.service import FANOUT_KIND
@@ -74,7 +74,17 @@ class Runtime:
                     ),
                     disable_after=self.settings.webhook_disable_after,
                     clock=clock,
-                )
+                ),
+                **{
+                    crm.kind: outbound.make_crm_deliverer(
+                        self.sessions,
+                        cipher,
+                        crm,
+                        client_factory=lambda: httpx.Client(timeout=30.0),
+                        clock=clock,
+                    )
+                    for crm in CRM_CONNECTORS
+                },
             },
             periodic=[
                 PeriodicTask("approve_due_commissions", APPROVE_DUE_EVERY_SECONDS, approve_due)

@@ -69,6 +69,14 @@ class ConnectorKind(Protocol):
     credential_fields: Sequence[str]
 
 
+def _validated(shop: ConnectorKind, settings: Mapping[str, Any]) -> dict[str, Any]:
+    cleaned = check_settings(shop, settings)
+    validate = getattr(shop, "validate", None)  # checks a kind makes beyond the types
+    if validate is not None:
+        validate(cleaned)
+    return cleaned
+
+
 def _check_list(shop: ConnectorKind, name: str, value: Any) -> list[str]:
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
@@ -208,7 +216,7 @@ def create(
         id=connector_id,
         program_id=program_id,
         kind=shop.kind,
-        settings=check_settings(shop, settings),
+        settings=_validated(shop, settings),
         secret_enc=cipher.encrypt(_secret_for(shop, secret), field=SECRET_FIELD),
         previous_secret_enc=None,
         credentials_enc=_encrypt_credentials(cipher, _check_credentials(shop, credentials)),
@@ -284,6 +292,14 @@ def config_of(session: Session, cipher: FieldCipher, connector: Connector) -> Co
         settings=dict(connector.settings),
         credentials=credentials,
     )
+
+
+def save_credentials(
+    cipher: FieldCipher, connector: Connector, credentials: Mapping[str, str], *, now: datetime
+) -> None:
+    """Replace the stored credentials (e.g. after an OAuth token refresh)."""
+    connector.credentials_enc = _encrypt_credentials(cipher, dict(credentials))
+    connector.updated_at = now
 
 
 def save_cursor(connector: Connector, cursor: dict[str, Any], *, now: datetime) -> None:

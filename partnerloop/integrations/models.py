@@ -33,5 +33,10 @@ class Connector(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
+    # CRMs: the field mapping and conflict policies (NULL: the kind's defaults), and
+    # a pause until a vendor's daily quota resets.
+    mapping: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    conflicts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -385,6 +385,7 @@ def announce(
         if topic == "conversion.created"
         else (
             f"{conversion.id}:{conversion.status}:{conversion.amount_minor}:"
+            f"{conversion.refunded_minor}:{conversion.affiliate_id or ''}:"
             f"{conversion.source_updated_at.isoformat() if conversion.source_updated_at else ''}"
         )
     )
@@ -403,6 +404,7 @@ def conversion_event(conversion: Conversion) -> dict[str, Any]:
         "attribution": conversion.attribution,
         "click_id": conversion.click_id,
         "status": conversion.status,
+        "refunded_amount": format_amount(conversion.refunded_minor, conversion.currency),
     }
 
 
@@ -520,6 +522,8 @@ def _apply(
     refund.applied_at = now
     if conversion.status == "cancelled":
         return  # its revenue and commission were already taken back in full
+    if applied:
+        announce(session, cipher, conversion=conversion, topic="conversion.updated", now=now)
     analytics.add(
         session,
         program_id=conversion.program_id,

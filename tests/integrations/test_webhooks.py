@@ -14,39 +14,15 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from partnerloop.core.clock import utcnow
 from partnerloop.runtime import Runtime
 from partnerloop.sync.models import OutboxMessage
-from partnerloop.sync.worker import Worker
 from tests.conftest import Server
 from tests.factories.affiliates import create_affiliate_api
 from tests.factories.orders import report_order
 from tests.factories.programs import create_program_api
 from tests.factories.tracking import click, create_link_api
+from tests.support.clock import Clock, worker
 from tests.support.http import Received, Reply, ScriptedServer
-
-
-class Clock:
-    """The worker's time, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-    def catch_up(self) -> None:
-        """Never behind the real time (work committed since must be due)."""
-        self.now = max(self.now, utcnow())
-
-
-def worker(runtime: Runtime, clock: Clock, **settings: Any) -> Worker:
-    clock.catch_up()
-    tuned = dataclasses.replace(runtime, settings=runtime.settings.with_overrides(**settings))
-    return tuned.make_worker(clock=clock)
 
 
 def endpoint(api: httpx.Client, program_id: str, url: str, **settings: Any) -> dict[str, Any]:

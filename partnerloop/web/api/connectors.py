@@ -12,10 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from partnerloop.access.service import Scope
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
-from partnerloop.core.errors import InvalidInput
+from partnerloop.core.errors import Conflict, InvalidInput
 from partnerloop.integrations import connectors, outbound
+from partnerloop.integrations import mapping as mapping_engine
 from partnerloop.integrations.models import Connector
-from partnerloop.integrations.registry import ALL_KINDS, OUTBOUND, kinds
+from partnerloop.integrations.registry import ALL_KINDS, CRMS, OUTBOUND, kinds
 from partnerloop.web.api.common import ERRORS
 from partnerloop.web.deps import PageDep, PrincipalDep, RuntimeDep
 
@@ -23,12 +24,14 @@ router = APIRouter(tags=["connectors"])
 
 SETTINGS_DOC = (
     "Per kind: shopify {shop_domain}; woocommerce {store_url}; magento {base_url, client_id?, "
-    "public_key?}; stripe {}; webhook {url, events?: [event types, default all]}. Shops also "
+    "public_key?}; stripe {}; webhook {url, events?: [event types, default all]}; hubspot "
+    "{timezone?: the account's, for its daily quota reset}. Shops also "
     "take api_base_url (call the API at another host) and pull_every_minutes (scheduled pulls)."
 )
 CREDENTIALS_DOC = (
-    "API credentials for backfill, stored encrypted: shopify {access_token}; woocommerce "
-    "{consumer_key, consumer_secret}; magento {access_token}; stripe {api_key}."
+    "API credentials, stored encrypted: shopify {access_token}; woocommerce "
+    "{consumer_key, consumer_secret}; magento {access_token}; stripe {api_key}; "
+    "hubspot {access_token} (a private app's token)."
 )
 
 
@@ -45,6 +48,10 @@ class ConnectorIn(BaseModel):
         "one is made and shown once.",
     )
     credentials: dict[str, Any] = Field(default_factory=dict, description=CREDENTIALS_DOC)
+    mapping: dict[str, Any] | None = Field(
+        default=None,
+        description="CRMs: the field mapping (default: the kind's). See PUT .../mapping.",
+    )
 
 
 class SecretIn(BaseModel):
@@ -124,6 +131,15 @@ def create_connector(
             code="unknown_connector_kind",
             field="kind",
         )
+    parsed = None
+    if body.mapping is not None:
+        if body.kind not in CRMS:
+            raise InvalidInput(
+                f"A {body.kind} connector has no field mapping.",
+                code="no_field_mapping",
+                field="mapping",
+            )
+        parsed = mapping_engine.parse_mapping(body.mapping)
     with transaction(runtime.sessions) as session:
         connector = connectors.create(
             session,
@@ -135,6 +151,8 @@ def create_connector(
             credentials=body.credentials,
             now=utcnow(),
         )
+        if parsed is not None:
+            connector.mapping = mapping_engine.mapping_to_json(parsed)
         secret = connectors.secrets_of(runtime.cipher, connector)[0]
         out = connector_out(connector, public_url=runtime.settings.public_url, secret=secret)
     response.headers["Location"] = f"/api/v1/connectors/{out.id}"
@@ -197,3 +215,70 @@ def enable_connector(
         row = connectors.get_or_raise(session, connector_id, program_id=principal.program_id)
         outbound.enable(session, connector=row, now=utcnow())
         return connector_out(row, public_url=runtime.settings.public_url)
+
+
+class MappingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mapping: dict[str, Any] = Field(
+        description="{version, fields: [{target, source, transforms: [...]}]}: see "
+        "partnerloop/integrations/mapping.py for the transforms."
+    )
+
+
+class MappingOut(BaseModel):
+    connector_id: str
+    is_default: bool = Field(description="True while the connector uses its kind's default.")
+    mapping: dict[str, Any]
+    source_fields: dict[str, str] = Field(description="What a mapping can read, and what it is.")
+
+
+def _mapping_out(row: Connector) -> MappingOut:
+    current = outbound.mapping_of(row)
+    return MappingOut(
+        connector_id=row.id,
+        is_default=row.mapping is None,
+        mapping=mapping_engine.mapping_to_json(current),
+        source_fields=dict(mapping_engine.SOURCE_FIELDS),
+    )
+
+
+def _crm(row: Connector) -> None:
+    if row.kind not in CRMS:
+        raise Conflict(
+            f"A {row.kind} connector has no field mapping; CRMs ({', '.join(CRMS)}) do.",
+            code="no_field_mapping",
+        )
+
+
+@router.get("/connectors/{connector_id}/mapping", response_model=MappingOut, responses=ERRORS)
+def get_mapping(connector_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> MappingOut:
+    """The CRM field mapping in use (the kind's default until one is saved)."""
+    principal.require(Scope.read)
+    with runtime.sessions() as session:
+        row = connectors.get_or_raise(session, connector_id, program_id=principal.program_id)
+        _crm(row)
+        return _mapping_out(row)
+
+
+@router.put("/connectors/{connector_id}/mapping", response_model=MappingOut, responses=ERRORS)
+def put_mapping(
+    connector_id: str, body: MappingIn, principal: PrincipalDep, runtime: RuntimeDep
+) -> MappingOut:
+    """Replace the CRM field mapping. It is validated before it is saved (422 with the
+    path of the first problem, e.g. mapping.fields[2].transforms[0].format) and its
+    version must be newer than the current one."""
+    principal.require(Scope.admin)
+    parsed = mapping_engine.parse_mapping(body.mapping)
+    with transaction(runtime.sessions) as session:
+        row = connectors.get_or_raise(session, connector_id, program_id=principal.program_id)
+        _crm(row)
+        current = outbound.mapping_of(row)
+        if row.mapping is not None and parsed.version <= current.version:
+            raise Conflict(
+                f"The saved mapping is version {current.version}; send a higher version.",
+                code="stale_mapping_version",
+                field="mapping.version",
+            )
+        row.mapping = mapping_engine.mapping_to_json(parsed)
+        row.updated_at = utcnow()
+        return _mapping_out(row)

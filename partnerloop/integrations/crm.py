@@ -1,0 +1,50 @@
+"""The CRM capability: what HubSpot, Salesforce and Pipedrive connectors provide.
+
+A CRM connector turns contacts (the mapped properties of our customers, see
+partnerloop.integrations.mapping) into the vendor's upsert calls and judges the
+answer: delivered, retry (when: Retry-After, a quota's reset), or dead (with
+the vendor's message). It does no database work; partnerloop.integrations.outbound
+drives it from the outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import httpx
+
+from partnerloop.sync.worker import Outcome
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A delivery's outcome, plus what the connector learnt on the way."""
+
+    outcome: Outcome
+    # The vendor's quota for the whole account is used up until then: pause the connector.
+    pause_until: datetime | None = None
+    # New credentials (an OAuth token refreshed on the way): store them.
+    credentials: Mapping[str, str] | None = None
+
+
+class CrmConnector(Protocol):
+    kind: str
+    settings_fields: Mapping[str, bool]
+    credential_fields: Sequence[str]
+    # The mapped property that identifies a contact at the vendor (e.g. "email").
+    key_property: str
+
+    def check_secret(self, secret: str | None) -> str: ...
+
+    def upsert_contacts(
+        self,
+        client: httpx.Client,
+        *,
+        settings: Mapping[str, Any],
+        credentials: Mapping[str, str],
+        contacts: Sequence[Mapping[str, Any]],
+        now: datetime,
+    ) -> Verdict: ...

@@ -1,0 +1,340 @@
+"""HubSpot: customers upserted as contacts by e-mail, against a local server
+answering with HubSpot's published bodies (../shared/fixtures/hubspot), with
+its rate limits, quotas and errors handled as the docs say."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, timedelta
+from typing import Any
+
+import httpx
+
+from partnerloop.integrations.models import Connector
+from partnerloop.sync.models import OutboxMessage
+from tests.conftest import Server
+from tests.factories.affiliates import create_affiliate_api
+from tests.factories.connectors import fixture_bytes
+from tests.factories.programs import create_program_api
+from tests.factories.tracking import click, create_link_api
+from tests.support.clock import Clock, worker
+from tests.support.http import Received, Reply, ScriptedServer
+
+UPSERT = "/crm/v3/objects/contacts/batch/upsert"
+TOKEN = "pat-eu1-test-token"
+
+
+def accepted() -> Reply:
+    # HubSpot's own example of a batch answer (200).
+    return Reply(
+        200,
+        {"content-type": "application/json"},
+        fixture_bytes("hubspot", "docs_contacts-batch-update_response-example.json"),
+    )
+
+
+def connect(api: httpx.Client, program_id: str, url: str, **extra: Any) -> dict[str, Any]:
+    response = api.post(
+        "/api/v1/connectors",
+        json={
+            "program_id": program_id,
+            "kind": "hubspot",
+            "settings": {"api_base_url": url},
+            "credentials": {"access_token": TOKEN},
+            **extra,
+        },
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def sale(
+    api: httpx.Client, program_id: str, order_id: str, amount: str, email: str, **extra: Any
+) -> dict[str, Any]:
+    response = api.post(
+        "/api/v1/conversions",
+        json={
+            "program_id": program_id,
+            "order_id": order_id,
+            "amount": amount,
+            "currency": "EUR",
+            "customer_email": email,
+            **extra,
+        },
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def upserts(received: list[Received]) -> list[dict[str, Any]]:
+    """Every contact sent, after checking each request has HubSpot's documented shape."""
+    contacts = []
+    for request in received:
+        assert (request.method, request.path) == ("POST", UPSERT)
+        assert request.headers["authorization"] == f"Bearer {TOKEN}"
+        assert request.headers["content-type"] == "application/json"
+        body = request.json()
+        assert set(body) == {"inputs"}
+        for item in body["inputs"]:
+            assert set(item) == {"id", "idProperty", "properties"}
+            assert item["idProperty"] == "email"
+            assert item["id"] == item["properties"]["email"]
+            # HubSpot property values are text.
+            assert all(isinstance(v, str) for v in item["properties"].values())
+            contacts.append(item["properties"])
+    return contacts
+
+
+def test_a_referred_customer_becomes_a_hubspot_contact(server: Server) -> None:
+    hubspot = ScriptedServer([], then=accepted())
+    with hubspot.running(), server.client() as api:
+        program = create_program_api(api)
+        connector = connect(api, program["id"], hubspot.url)
+        affiliate = create_affiliate_api(api, program["id"], name="Anna de Vries")
+        link = create_link_api(api, program["id"], affiliate["id"])
+        sale(
+            api,
+            program["id"],
+            "hs-1",
+            "100.00",
+            "Jan@Example.com",
+            click_id=click(api, link["code"]),
+        )
+        worker(server.runtime, Clock()).drain()
+        first = upserts(hubspot.received)
+        sale(api, program["id"], "hs-2", "50.00", "jan@example.com")
+        worker(server.runtime, Clock()).drain()
+        deliveries = api.get("/api/v1/deliveries", params={"connector_id": connector["id"]}).json()
+
+    [contact] = first
+    assert contact["email"] == "jan@example.com"
+    assert contact["partnerloop_affiliate_id"] == affiliate["id"]
+    assert contact["partnerloop_affiliate"] == "Anna de Vries"
+    assert (contact["partnerloop_order_count"], contact["partnerloop_lifetime_value"]) == (
+        "1",
+        "100.00",
+    )
+    # The second order: the same contact, now with both orders (lifetime attribution).
+    latest = upserts(hubspot.received)[-1]
+    assert latest["email"] == "jan@example.com"
+    assert (latest["partnerloop_order_count"], latest["partnerloop_lifetime_value"]) == (
+        "2",
+        "150.00",
+    )
+    assert latest["partnerloop_affiliate_id"] == affiliate["id"]
+    assert {d["state"] for d in deliveries["items"]} == {"delivered"}
+    assert (connector["direction"], connector["secret"]) == ("out", "")
+
+
+def test_the_daily_quota_pauses_the_connector_until_midnight(server: Server) -> None:
+    daily = Reply(
+        429,
+        {"content-type": "application/json"},
+        fixture_bytes("hubspot", "429_daily_docs-example.json"),
+    )
+    hubspot = ScriptedServer([daily], then=accepted())
+    clock = Clock()
+    with hubspot.running(), server.client() as api:
+        program = create_program_api(api)
+        connector = connect(api, program["id"], hubspot.url)
+        sale(api, program["id"], "q-1", "10.00", "q1@example.com")
+        sale(api, program["id"], "q-2", "10.00", "q2@example.com")
+        running = worker(server.runtime, clock)
+
+        running.drain()
+        asked_on_the_day = len(hubspot.received)
+        with server.runtime.sessions() as db:
+            paused_until = db.get_one(Connector, connector["id"]).paused_until
+        midnight = (
+            (clock.now + timedelta(days=1))
+            .astimezone(UTC)
+            .replace(hour=0, minute=0, second=0, microsecond=0)
+        )
+        clock.now = midnight - timedelta(seconds=1)
+        running.drain()
+        asked_before_midnight = len(hubspot.received)
+        clock.now = midnight + timedelta(seconds=5)
+        running.drain()
+
+    # One call hit the limit; the other message waited without calling HubSpot.
+    assert asked_on_the_day == 1
+    assert paused_until == midnight
+    assert asked_before_midnight == 1
+    assert sorted(c["email"] for c in upserts(hubspot.received[1:])) == [
+        "q1@example.com",
+        "q2@example.com",
+    ]
+
+
+def test_a_secondly_limit_waits_for_retry_after(server: Server) -> None:
+    # The SECONDLY body has the shape NOTES.md documents for HubSpot's 429s.
+    secondly = Reply(
+        429,
+        {"content-type": "application/json", "Retry-After": "10"},
+        json.dumps(
+            {
+                "status": "error",
+                "message": "You have reached your secondly limit.",
+                "errorType": "RATE_LIMIT",
+                "correlationId": "00000000-0000-0000-0000-000000000000",
+                "policyName": "SECONDLY",
+            }
+        ).encode(),
+    )
+    hubspot = ScriptedServer([secondly], then=accepted())
+    clock = Clock()
+    with hubspot.running(), server.client() as api:
+        program = create_program_api(api)
+        connect(api, program["id"], hubspot.url)
+        sale(api, program["id"], "s-1", "10.00", "s1@example.com")
+        running = worker(server.runtime, clock)
+        running.drain()
+        clock.advance(9)
+        running.drain()
+        before = len(hubspot.received)
+        clock.advance(2)
+        running.drain()
+
+    assert (before, len(hubspot.received)) == (1, 2)
+
+
+def test_a_hubspot_that_is_down_gets_every_update_once_it_is_back(server: Server) -> None:
+    hubspot = ScriptedServer([Reply(503), Reply(502), Reply(503)], then=accepted())
+    clock = Clock()
+    with hubspot.running(), server.client() as api:
+        program = create_program_api(api)
+        connector = connect(api, program["id"], hubspot.url)
+        sale(api, program["id"], "d-1", "10.00", "down@example.com")
+        refund = api.post(
+            "/api/v1/refunds",
+            json={
+                "program_id": program["id"],
+                "order_id": "d-1",
+                "amount": "4.00",
+                "currency": "EUR",
+                "refund_id": "r-1",
+            },
+        )
+        assert refund.status_code in (200, 201), refund.text
+        running = worker(server.runtime, clock)
+        for _ in range(8):
+            running.drain()
+            clock.advance(3600)
+
+    with server.runtime.sessions() as db:
+        messages = db.query(OutboxMessage).filter_by(destination_id=connector["id"]).all()
+    # One message per change (the order, its refund), each delivered once.
+    assert sorted(m.state for m in messages) == ["delivered", "delivered"]
+    accepted_contacts = upserts(hubspot.received[3:])
+    assert len(accepted_contacts) == 2
+    # Whatever order they went in, HubSpot ends with the latest state.
+    assert accepted_contacts[-1]["partnerloop_lifetime_value"] == "6.00"
+
+
+def test_a_refused_property_is_dead_lettered_with_hubspots_message_and_replayable(
+    server: Server,
+) -> None:
+    refused = Reply(
+        400,
+        {"content-type": "application/json"},
+        json.dumps(
+            {
+                "status": "error",
+                "message": 'Property values were not valid: [{"isValid":false,"message":"Property '
+                '\\"partnerloop_coupon\\" does not exist","error":"PROPERTY_DOESNT_EXIST"}]',
+                "correlationId": "11111111-1111-1111-1111-111111111111",
+                "category": "VALIDATION_ERROR",
+            }
+        ).encode(),
+    )
+    hubspot = ScriptedServer([refused], then=accepted())
+    with hubspot.running(), server.client() as api:
+        program = create_program_api(api)
+        connector = connect(api, program["id"], hubspot.url)
+        sale(api, program["id"], "v-1", "10.00", "v@example.com")
+        worker(server.runtime, Clock()).drain()
+        [dead] = api.get(
+            "/api/v1/deliveries", params={"connector_id": connector["id"], "state": "dead"}
+        ).json()["items"]
+        replayed = api.post(f"/api/v1/deliveries/{dead['id']}/replay")
+        worker(server.runtime, Clock()).drain()
+        after = api.get(f"/api/v1/deliveries/{dead['id']}").json()
+
+    assert dead["attempts"] == 1  # not retried: a retry cannot fix a missing property
+    assert "PROPERTY_DOESNT_EXIST" in dead["last_error"]
+    assert replayed.status_code == 200
+    assert after["state"] == "delivered"
+
+
+def test_the_field_mapping_is_validated_versioned_and_used(server: Server) -> None:
+    hubspot = ScriptedServer([], then=accepted())
+    with hubspot.running(), server.client() as api:
+        program = create_program_api(api)
+        connector = connect(api, program["id"], hubspot.url)
+        path = f"/api/v1/connectors/{connector['id']}/mapping"
+        default = api.get(path).json()
+        bad = api.put(
+            path,
+            json={"mapping": {"version": 2, "fields": [{"target": "x", "source": "nope"}]}},
+        )
+        mine = {
+            "version": 2,
+            "fields": [
+                {"target": "email", "source": "email", "transforms": [{"type": "lowercase"}]},
+                {
+                    "target": "lead_source",
+                    "source": "affiliate_name",
+                    "transforms": [{"type": "default", "value": "Direct"}],
+                },
+                {
+                    "target": "ltv",
+                    "source": "lifetime_value",
+                    "transforms": [{"type": "money", "format": "decimal_with_currency"}],
+                },
+            ],
+        }
+        saved = api.put(path, json={"mapping": mine})
+        stale = api.put(path, json={"mapping": mine})
+        sale(api, program["id"], "m-1", "12.34", "M@Example.com")
+        worker(server.runtime, Clock()).drain()
+        webhook_mapping = api.get(
+            f"/api/v1/connectors/{create_webhook(api, program['id'])}/mapping"
+        )
+
+    assert default["is_default"] is True
+    assert any(f["target"] == "partnerloop_affiliate_id" for f in default["mapping"]["fields"])
+    assert "lifetime_value" in default["source_fields"]
+    assert (bad.status_code, bad.json()["field"]) == (422, "mapping.fields[0].source")
+    assert (saved.status_code, saved.json()["is_default"]) == (200, False)
+    assert (stale.status_code, stale.json()["code"]) == (409, "stale_mapping_version")
+    assert upserts(hubspot.received) == [
+        {"email": "m@example.com", "lead_source": "Direct", "ltv": "12.34 EUR"}
+    ]
+    assert webhook_mapping.status_code == 409
+
+
+def create_webhook(api: httpx.Client, program_id: str) -> str:
+    response = api.post(
+        "/api/v1/connectors",
+        json={
+            "program_id": program_id,
+            "kind": "webhook",
+            "settings": {"url": "https://x.example.com"},
+        },
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def test_an_unknown_time_zone_is_refused(server: Server) -> None:
+    with server.client() as api:
+        program = create_program_api(api)
+        response = api.post(
+            "/api/v1/connectors",
+            json={
+                "program_id": program["id"],
+                "kind": "hubspot",
+                "settings": {"timezone": "Mars/Olympus"},
+            },
+        )
+    assert (response.status_code, response.json()["field"]) == (422, "settings.timezone")
