@@ -33,6 +33,7 @@ PREFIXES = {
     "subscription": "sub",
     "privacy_request": "prv",
     "delivery_attempt": "att",
+    "sync_decision": "syd",
 }
 
 

@@ -30,6 +30,14 @@ class Verdict:
     credentials: Mapping[str, str] | None = None
 
 
+@dataclass(frozen=True)
+class CrmRecord:
+    """A contact as the CRM holds it now (for conflict policies)."""
+
+    values: Mapping[str, Any]
+    updated_at: datetime | None
+
+
 class CrmConnector(Protocol):
     kind: str
     settings_fields: Mapping[str, bool]
@@ -48,3 +56,19 @@ class CrmConnector(Protocol):
         contacts: Sequence[Mapping[str, Any]],
         now: datetime,
     ) -> Verdict: ...
+
+
+class ReadingCrm(CrmConnector, Protocol):
+    """A CRM whose current values partnerloop can read, so per-field conflict
+    policies apply (partnerloop.integrations.conflicts)."""
+
+    def read_contacts(
+        self,
+        client: httpx.Client,
+        *,
+        settings: Mapping[str, Any],
+        credentials: Mapping[str, str],
+        keys: Sequence[str],
+        properties: Sequence[str],
+        now: datetime,
+    ) -> dict[str, CrmRecord] | Verdict: ...

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from partnerloop.core.db import Base, UTCDateTime
@@ -40,3 +40,24 @@ class Connector(Base):
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SyncDecision(Base):
+    """The sync log: for each field partnerloop considered writing to a CRM, what
+    the CRM had, what partnerloop had, what was written and why (conflict policy)."""
+
+    __tablename__ = "sync_log"
+    __table_args__ = (Index(None, "connector_id", "customer_id", "decided_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    connector_id: Mapped[str] = mapped_column(String(32))
+    customer_id: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[str] = mapped_column(String(32))
+    field: Mapped[str] = mapped_column(String(100))
+    # Field values can be personal data (an e-mail, a name): encrypted.
+    old_enc: Mapped[str | None] = mapped_column(Text)
+    new_enc: Mapped[str | None] = mapped_column(Text)
+    written: Mapped[bool] = mapped_column(Boolean)
+    policy: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)

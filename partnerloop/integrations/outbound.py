@@ -9,8 +9,10 @@ connectors.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
+from collections.abc import Mapping as Mapping_
 from datetime import datetime
 from typing import Any
 
@@ -22,10 +24,11 @@ from partnerloop.core.clock import utcnow
 from partnerloop.core.crypto import FieldCipher
 from partnerloop.core.db import transaction
 from partnerloop.core.errors import Conflict
-from partnerloop.integrations import connectors, mapping
-from partnerloop.integrations.crm import CrmConnector
+from partnerloop.core.ids import new_id
+from partnerloop.integrations import conflicts, connectors, mapping
+from partnerloop.integrations.crm import CrmConnector, Verdict
 from partnerloop.integrations.mapping import Mapping
-from partnerloop.integrations.models import Connector
+from partnerloop.integrations.models import Connector, SyncDecision
 from partnerloop.integrations.registry import CRMS
 from partnerloop.integrations.webhooks.connector import CONNECTOR as WEBHOOK
 from partnerloop.orders import profiles
@@ -99,6 +102,13 @@ def mapping_of(connector: Connector) -> Mapping:
     return mapping.default_mapping(connector.kind)
 
 
+def key_property_of(crm: CrmConnector, settings: Mapping_[str, Any]) -> str:
+    """The mapped field that identifies a contact; some CRMs let the merchant choose it
+    (Salesforce's external id field)."""
+    chooser = getattr(crm, "key_property_for", None)
+    return str(chooser(settings)) if chooser is not None else crm.key_property
+
+
 def make_crm_deliverer(
     sessions: sessionmaker[Session],
     cipher: FieldCipher,
@@ -109,7 +119,10 @@ def make_crm_deliverer(
 ) -> RemoteDeliverer:
     """Sends the customer behind an event, as they are now, to the CRM: the newest
     state wins whatever order messages are delivered in, and an upsert by the
-    contact's key makes a repeated delivery harmless."""
+    contact's key makes a repeated delivery harmless. With conflict policies set
+    (and a CRM we can read), the CRM's current values are read first, each field
+    is decided by its policy, only the winners are written, and every decision
+    goes to the sync log."""
     client = client_factory()
 
     def deliver(message: OutboxMessage, payload: dict[str, Any]) -> Outcome:
@@ -129,14 +142,52 @@ def make_crm_deliverer(
             conversion = session.get(Conversion, str(data.get("id", "")))
             if conversion is None or conversion.customer_id is None:
                 return Outcome(ok=True, response="no customer on this order: nothing to sync")
-            facts = profiles.customer_facts(session, cipher, conversion.customer_id)
+            customer_id = conversion.customer_id
+            facts = profiles.customer_facts(session, cipher, customer_id)
             properties = mapping.apply_mapping(mapping_of(connector), facts)
-            if not properties.get(crm.key_property):
+            config = connectors.config_of(session, cipher, connector)
+            key_property = key_property_of(crm, config.settings)
+            key = properties.get(key_property)
+            if not key:
                 return Outcome(
                     ok=True,
-                    response=f"the customer has no {crm.key_property}: nothing to key on",
+                    response=f"the customer has no {key_property}: nothing to key on",
                 )
-            config = connectors.config_of(session, cipher, connector)
+            policies = conflicts.parse_policies(connector.conflicts) if connector.conflicts else {}
+            ours_at = profiles.last_change(session, customer_id)
+        decisions: list[conflicts.Decision] = []
+        read = getattr(crm, "read_contacts", None)
+        if policies and read is not None:
+            records = read(
+                client,
+                settings=config.settings,
+                credentials=config.credentials,
+                keys=[str(key)],
+                properties=list(properties),
+                now=now,
+            )
+            if isinstance(records, Verdict):
+                return _settle_verdict(sessions, cipher, message.destination_id, records, now)
+            stored = getattr(crm, "as_stored", lambda value: value)
+            record = records.get(str(key).lower())
+            ours = {
+                f: conflicts.Side(stored(v), ours_at, "partnerloop") for f, v in properties.items()
+            }
+            theirs = (
+                {
+                    f: conflicts.Side(record.values.get(f), record.updated_at, "crm")
+                    for f in properties
+                }
+                if record is not None
+                else {}
+            )
+            decisions = conflicts.decide_all(policies, ours, theirs)
+            properties = {d.field: d.new for d in decisions if d.write}
+            properties[key_property] = key
+            if record is not None and len(properties) == 1:
+                _log(sessions, cipher, connector_id=message.destination_id,
+                     customer_id=customer_id, message_id=message.id, decisions=decisions, now=now)  # fmt: skip
+                return Outcome(ok=True, response="the CRM already holds every winning value")
         verdict = crm.upsert_contacts(
             client,
             settings=config.settings,
@@ -144,16 +195,89 @@ def make_crm_deliverer(
             contacts=[properties],
             now=now,
         )
-        if verdict.pause_until is not None or verdict.credentials is not None:
-            with transaction(sessions) as session:
-                row = session.get(Connector, message.destination_id)
-                if row is not None and verdict.pause_until is not None:
-                    row.paused_until = verdict.pause_until
-                if row is not None and verdict.credentials is not None:
-                    connectors.save_credentials(cipher, row, verdict.credentials, now=now)
-        return verdict.outcome
+        outcome = _settle_verdict(sessions, cipher, message.destination_id, verdict, now)
+        if outcome.ok and decisions:
+            _log(sessions, cipher, connector_id=message.destination_id,
+                 customer_id=customer_id, message_id=message.id, decisions=decisions, now=now)  # fmt: skip
+        return outcome
 
     return deliver
+
+
+def _settle_verdict(
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    connector_id: str,
+    verdict: Verdict,
+    now: datetime,
+) -> Outcome:
+    """Keep what a verdict taught us (a quota pause, refreshed credentials)."""
+    if verdict.pause_until is not None or verdict.credentials is not None:
+        with transaction(sessions) as session:
+            row = session.get(Connector, connector_id)
+            if row is not None and verdict.pause_until is not None:
+                row.paused_until = verdict.pause_until
+            if row is not None and verdict.credentials is not None:
+                connectors.save_credentials(cipher, row, verdict.credentials, now=now)
+    return verdict.outcome
+
+
+LOG_FIELD = "sync_log.value"
+
+
+def _log(
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    *,
+    connector_id: str,
+    customer_id: str,
+    message_id: str,
+    decisions: Sequence[conflicts.Decision],
+    now: datetime,
+) -> None:
+    def sealed(value: Any) -> str | None:
+        if value is None:
+            return None
+        return cipher.encrypt(json.dumps(value, default=str), field=LOG_FIELD)
+
+    with transaction(sessions) as session:
+        for decision in decisions:
+            session.add(
+                SyncDecision(
+                    id=new_id("sync_decision"),
+                    connector_id=connector_id,
+                    customer_id=customer_id,
+                    message_id=message_id,
+                    field=decision.field,
+                    old_enc=sealed(decision.old),
+                    new_enc=sealed(decision.new),
+                    written=decision.write,
+                    policy=decision.policy,
+                    reason=decision.reason,
+                    decided_at=now,
+                )
+            )
+
+
+def read_log(cipher: FieldCipher, row: SyncDecision) -> tuple[Any, Any]:
+    def opened(value: str | None) -> Any:
+        return None if value is None else json.loads(cipher.decrypt(value, field=LOG_FIELD))
+
+    return opened(row.old_enc), opened(row.new_enc)
+
+
+def sync_log(
+    session: Session, *, connector_id: str, customer_id: str | None, limit: int = 200
+) -> list[SyncDecision]:
+    query = (
+        select(SyncDecision)
+        .where(SyncDecision.connector_id == connector_id)
+        .order_by(SyncDecision.decided_at.desc(), SyncDecision.id.desc())
+        .limit(limit)
+    )
+    if customer_id is not None:
+        query = query.where(SyncDecision.customer_id == customer_id)
+    return list(session.scalars(query))
 
 
 def _count(

@@ -338,3 +338,123 @@ def test_an_unknown_time_zone_is_refused(server: Server) -> None:
             },
         )
     assert (response.status_code, response.json()["field"]) == (422, "settings.timezone")
+
+
+def _read_answer(email: str, updated_at: str, **properties: str) -> Reply:
+    # The batch read answer has the shape of HubSpot's batch responses (fixture above).
+    body = {
+        "status": "COMPLETE",
+        "results": [
+            {
+                "id": "512",
+                "properties": {"email": email, **properties},
+                "createdAt": "2019-10-30T03:30:17.883Z",
+                "updatedAt": updated_at,
+                "archived": False,
+            }
+        ],
+        "startedAt": "2026-11-24T05:31:56Z",
+        "completedAt": "2026-11-24T05:31:56Z",
+    }
+    return Reply(200, {"content-type": "application/json"}, json.dumps(body).encode())
+
+
+def test_conflict_policies_decide_each_field_and_every_decision_is_logged(server: Server) -> None:
+    hubspot = ScriptedServer([])
+    with hubspot.running(), server.client() as api:
+        program = create_program_api(api)
+        connector = connect(api, program["id"], hubspot.url)
+        path = f"/api/v1/connectors/{connector['id']}"
+        saved = api.put(
+            f"{path}/mapping",
+            json={
+                "mapping": {
+                    "version": 2,
+                    "fields": [
+                        {"target": "email", "source": "email"},
+                        {
+                            "target": "lead_source",
+                            "transforms": [{"type": "constant", "value": "partnerloop"}],
+                        },
+                        {"target": "partnerloop_order_count", "source": "order_count"},
+                        {
+                            "target": "hs_tags",
+                            "transforms": [{"type": "constant", "value": "affiliate;vip"}],
+                        },
+                        {
+                            "target": "partnerloop_lifetime_value",
+                            "source": "lifetime_value",
+                            "transforms": [{"type": "money", "format": "decimal"}],
+                        },
+                    ],
+                }
+            },
+        )
+        assert saved.status_code == 200, saved.text
+        policies = api.put(
+            f"{path}/conflicts",
+            json={
+                "conflicts": {
+                    "lead_source": {"policy": "never_overwrite"},
+                    "partnerloop_order_count": {"policy": "newest_wins"},
+                    "hs_tags": {"policy": "merge_lists"},
+                    "partnerloop_lifetime_value": {
+                        "policy": "source_priority",
+                        "priority": ["crm", "partnerloop"],
+                    },
+                }
+            },
+        )
+        bad = api.put(f"{path}/conflicts", json={"conflicts": {"x": {"policy": "coin_flip"}}})
+        # The CRM's record was last changed long ago: our newer order count wins.
+        hubspot.replies = [
+            _read_answer(
+                "c@example.com",
+                "2020-01-01T00:00:00Z",
+                lead_source="Trade fair",
+                partnerloop_order_count="7",
+                hs_tags="newsletter;affiliate",
+                partnerloop_lifetime_value="999.00",
+            ),
+            accepted(),
+        ]
+        sale(api, program["id"], "c-1", "25.00", "c@example.com")
+        worker(server.runtime, Clock()).drain()
+        log = api.get(f"{path}/sync-log").json()["items"]
+
+    assert policies.status_code == 200, policies.text
+    assert (bad.status_code, bad.json()["field"]) == (422, "conflicts.x.policy")
+    read, written = hubspot.received
+    assert read.path == "/crm/v3/objects/contacts/batch/read"
+    assert read.json()["idProperty"] == "email"
+    assert read.json()["inputs"] == [{"id": "c@example.com"}]
+    # Only the fields whose policy let partnerloop win are written.
+    assert upserts([written]) == [
+        {
+            "email": "c@example.com",
+            "partnerloop_order_count": "1",
+            "hs_tags": "newsletter;affiliate;vip",
+        }
+    ]
+    decisions = {d["field"]: d for d in log}
+    assert (decisions["lead_source"]["written"], decisions["lead_source"]["old"]) == (
+        False,
+        "Trade fair",
+    )
+    assert decisions["lead_source"]["reason"].startswith("never overwrite")
+    assert (
+        decisions["partnerloop_order_count"]["old"],
+        decisions["partnerloop_order_count"]["new"],
+    ) == ("7", "1")
+    assert decisions["partnerloop_order_count"]["reason"].startswith("newest wins")
+    assert decisions["hs_tags"]["new"] == "newsletter;affiliate;vip"
+    assert decisions["partnerloop_lifetime_value"]["written"] is False
+    assert decisions["partnerloop_lifetime_value"]["reason"].startswith("source priority")
+    assert {d["customer_id"] for d in log} == {log[0]["customer_id"]}
+    # The values in the log are personal data: stored encrypted.
+    from partnerloop.integrations.models import SyncDecision
+
+    with server.runtime.sessions() as db:
+        rows = db.query(SyncDecision).filter_by(connector_id=connector["id"]).all()
+    assert rows
+    assert all("Trade fair" not in (r.old_enc or "") for r in rows)

@@ -26,13 +26,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
+from partnerloop.core.clock import parse_datetime
 from partnerloop.core.errors import InvalidInput
-from partnerloop.integrations.crm import Verdict
+from partnerloop.integrations.crm import CrmRecord, Verdict
 from partnerloop.sync.worker import Outcome
 
 KIND = "hubspot"
 DEFAULT_API_BASE = "https://api.hubapi.com"
 UPSERT_PATH = "/crm/v3/objects/contacts/batch/upsert"
+READ_PATH = "/crm/v3/objects/contacts/batch/read"
 MAX_RESPONSE_CHARS = 1000
 PERMANENT_STATUSES = (400, 403, 404, 409, 422)
 
@@ -55,6 +57,10 @@ class HubSpotConnector:
     key_property = "email"
     settings_fields: Mapping[str, bool] = {"timezone": False}
     credential_fields: Sequence[str] = ("access_token",)
+
+    def as_stored(self, value: Any) -> Any:
+        """How HubSpot holds a value we send (as text): conflicts compare like with like."""
+        return None if value is None else _text(value)
 
     def check_secret(self, secret: str | None) -> str:
         """The app's client secret, for HubSpot's signed webhooks (optional)."""
@@ -108,6 +114,48 @@ class HubSpotConnector:
         except httpx.HTTPError as error:
             return Verdict(Outcome(ok=False, error=f"could not reach HubSpot: {error}"))
         return self.judge(response, settings=settings, now=now)
+
+    def read_contacts(
+        self,
+        client: httpx.Client,
+        *,
+        settings: Mapping[str, Any],
+        credentials: Mapping[str, str],
+        keys: Sequence[str],
+        properties: Sequence[str],
+        now: datetime,
+    ) -> dict[str, CrmRecord] | Verdict:
+        """The CRM's current values of these contacts (by e-mail), for conflict
+        policies. A contact HubSpot does not have is simply absent. HubSpot gives
+        one updatedAt per contact: it stands for every property's time."""
+        token = credentials.get("access_token")
+        if not token:
+            return Verdict(
+                Outcome(ok=False, error="no HubSpot access token (credentials.access_token)")
+            )
+        base = str(settings.get("api_base_url") or DEFAULT_API_BASE).rstrip("/")
+        body = {
+            "idProperty": "email",
+            "inputs": [{"id": key} for key in keys],
+            "properties": sorted(set(properties) | {"email"}),
+        }
+        try:
+            response = client.post(
+                base + READ_PATH, json=body, headers={"Authorization": f"Bearer {token}"}
+            )
+        except httpx.HTTPError as error:
+            return Verdict(Outcome(ok=False, error=f"could not read from HubSpot: {error}"))
+        if response.status_code not in (200, 207):
+            return self.judge(response, settings=settings, now=now)
+        records: dict[str, CrmRecord] = {}
+        for result in _json(response).get("results") or []:
+            values = dict(result.get("properties") or {})
+            email = str(values.get("email") or "").lower()
+            if email:
+                records[email] = CrmRecord(
+                    values=values, updated_at=_parse_time(result.get("updatedAt"))
+                )
+        return records
 
     def judge(
         self, response: httpx.Response, *, settings: Mapping[str, Any], now: datetime
@@ -164,6 +212,15 @@ class HubSpotConnector:
                 response=excerpt,
             )
         )
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        return None
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -15,7 +15,8 @@ Pipedrive has no upsert, so each contact takes two calls:
    replaces the whole list, which would wipe addresses a sales rep added, and
    the person was found by this address so it is there already. A mapped value
    of None never reaches Pipedrive (the mapping drops it), so no field a rep
-   filled by hand is blanked.
+   filled by hand is blanked. A found person with nothing to update (only the
+   e-mail is mapped) gets no PATCH.
 
 `base` is settings.api_base_url, else `https://<company_domain>.pipedrive.com`,
 else `https://api.pipedrive.com`. Authentication: an API token in the
@@ -163,7 +164,7 @@ class PipedriveConnector:
         now: datetime,
     ) -> Verdict:
         email = str(contact["email"])
-        _, found = self._call(
+        searched, found = self._call(
             client,
             "GET",
             base + SEARCH_PATH,
@@ -198,6 +199,8 @@ class PipedriveConnector:
                 now=now,
             )
             return verdict
+        if not body:  # only the e-mail is mapped, and the person has it already
+            return searched
         verdict, _ = self._call(
             client,
             "PATCH",

@@ -143,6 +143,10 @@ class SalesforceConnector:
         "client_secret",
     )
 
+    def key_property_for(self, settings: Mapping[str, Any]) -> str:
+        """The External ID field this connector upserts by (settings.external_id_field)."""
+        return str(settings.get("external_id_field") or self.key_property)
+
     def check_secret(self, secret: str | None) -> str:
         """No inbound signing yet: the secret is kept as given, or empty."""
         return secret or ""

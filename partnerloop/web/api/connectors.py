@@ -13,6 +13,7 @@ from partnerloop.access.service import Scope
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
 from partnerloop.core.errors import Conflict, InvalidInput
+from partnerloop.integrations import conflicts as conflict_rules
 from partnerloop.integrations import connectors, outbound
 from partnerloop.integrations import mapping as mapping_engine
 from partnerloop.integrations.models import Connector
@@ -282,3 +283,91 @@ def put_mapping(
         row.mapping = mapping_engine.mapping_to_json(parsed)
         row.updated_at = utcnow()
         return _mapping_out(row)
+
+
+class ConflictsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    conflicts: dict[str, Any] = Field(
+        description='Per CRM field: {"policy": "source_priority"|"newest_wins"|'
+        '"never_overwrite"|"merge_lists"|"always_overwrite", "priority": [...] (source_priority '
+        "only)}. Fields without a policy are always overwritten. See "
+        "partnerloop/integrations/conflicts.py."
+    )
+
+
+class ConflictsOut(BaseModel):
+    connector_id: str
+    conflicts: dict[str, Any]
+
+
+class SyncDecisionOut(BaseModel):
+    customer_id: str
+    delivery_id: str
+    field: str
+    old: Any = Field(description="What the CRM had.")
+    new: Any = Field(description="What was written (or kept).")
+    written: bool
+    policy: str
+    reason: str
+    decided_at: datetime
+
+
+class SyncLog(BaseModel):
+    items: list[SyncDecisionOut]
+
+
+@router.get("/connectors/{connector_id}/conflicts", response_model=ConflictsOut, responses=ERRORS)
+def get_conflicts(connector_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> ConflictsOut:
+    principal.require(Scope.read)
+    with runtime.sessions() as session:
+        row = connectors.get_or_raise(session, connector_id, program_id=principal.program_id)
+        _crm(row)
+        return ConflictsOut(connector_id=row.id, conflicts=dict(row.conflicts or {}))
+
+
+@router.put("/connectors/{connector_id}/conflicts", response_model=ConflictsOut, responses=ERRORS)
+def put_conflicts(
+    connector_id: str, body: ConflictsIn, principal: PrincipalDep, runtime: RuntimeDep
+) -> ConflictsOut:
+    """Set the conflict policy per CRM field (validated; 422 names the path at fault).
+    With policies set, each sync reads the CRM's values first and logs every decision."""
+    principal.require(Scope.admin)
+    parsed = conflict_rules.parse_policies(body.conflicts)
+    with transaction(runtime.sessions) as session:
+        row = connectors.get_or_raise(session, connector_id, program_id=principal.program_id)
+        _crm(row)
+        row.conflicts = conflict_rules.policies_to_json(parsed) or None
+        row.updated_at = utcnow()
+        return ConflictsOut(connector_id=row.id, conflicts=dict(row.conflicts or {}))
+
+
+@router.get("/connectors/{connector_id}/sync-log", response_model=SyncLog, responses=ERRORS)
+def get_sync_log(
+    connector_id: str,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    customer_id: str | None = None,
+) -> SyncLog:
+    """The newest conflict decisions (200 at most): per field, what the CRM had, what
+    was written or kept, and why."""
+    principal.require(Scope.read)
+    with runtime.sessions() as session:
+        row = connectors.get_or_raise(session, connector_id, program_id=principal.program_id)
+        _crm(row)
+        items = []
+        for entry in outbound.sync_log(session, connector_id=row.id, customer_id=customer_id):
+            old, new = outbound.read_log(runtime.cipher, entry)
+            items.append(
+                SyncDecisionOut(
+                    customer_id=entry.customer_id,
+                    delivery_id=entry.message_id,
+                    field=entry.field,
+                    old=old,
+                    new=new,
+                    written=entry.written,
+                    policy=entry.policy,
+                    reason=entry.reason,
+                    decided_at=entry.decided_at,
+                )
+            )
+    return SyncLog(items=items)
