@@ -16,6 +16,7 @@ KNOWN_POINTS = (
     "job.before_commit",  # a job's effects are written, the transaction not yet committed
     "job.after_commit",  # committed, before the worker moves on
     "delivery.before_send",  # an outbox message is claimed, the remote call not yet made
+    "delivery.after_send",  # the remote side answered, its outcome not yet recorded
 )
 
 

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as Mapping_
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -36,10 +36,18 @@ from partnerloop.orders.models import Conversion
 from partnerloop.sync import service as sync
 from partnerloop.sync.fanout import Destination
 from partnerloop.sync.models import OutboxMessage
+from partnerloop.sync.ratelimit import TokenBucket
 from partnerloop.sync.worker import Outcome, RemoteDeliverer
 
 log = logging.getLogger("partnerloop.outbound")
 
+
+# The circuit breaker: after this many retryable failures in a row a CRM is left
+# alone for a cooldown (doubling while it keeps failing), instead of every queued
+# message hammering it; the first call after the cooldown tests it again.
+BREAKER_THRESHOLD = 5
+BREAKER_COOLDOWN_SECONDS = 30
+BREAKER_MAX_SECONDS = 600
 
 # The events after which a customer's CRM record may have changed.
 CUSTOMER_TOPICS = ("conversion.created", "conversion.updated")
@@ -124,6 +132,14 @@ def make_crm_deliverer(
     is decided by its policy, only the winners are written, and every decision
     goes to the sync log."""
     client = client_factory()
+    buckets: dict[str, TokenBucket] = {}
+    limit = getattr(crm, "rate_limit", None)  # (calls a second, burst) the vendor publishes
+
+    def _budget(connector_id: str, now: datetime) -> float:
+        if limit is None:
+            return 0.0
+        bucket = buckets.setdefault(connector_id, TokenBucket(rate=limit[0], burst=limit[1]))
+        return bucket.take(now)
 
     def deliver(message: OutboxMessage, payload: dict[str, Any]) -> Outcome:
         now = clock()
@@ -137,11 +153,20 @@ def make_crm_deliverer(
                     ok=False,
                     error=f"paused until {connector.paused_until.isoformat()}",
                     retry_after=wait,
+                    deferred=True,
                 )
             data = payload.get("data") or {}
             conversion = session.get(Conversion, str(data.get("id", "")))
             if conversion is None or conversion.customer_id is None:
                 return Outcome(ok=True, response="no customer on this order: nothing to sync")
+            wait = _budget(message.destination_id, now)
+            if wait > 0:
+                return Outcome(
+                    ok=False,
+                    error=f"{crm.kind} rate budget spent: next call in {wait:.2f} s",
+                    retry_after=wait,
+                    deferred=True,
+                )
             customer_id = conversion.customer_id
             facts = profiles.customer_facts(session, cipher, customer_id)
             properties = mapping.apply_mapping(mapping_of(connector), facts)
@@ -211,15 +236,34 @@ def _settle_verdict(
     verdict: Verdict,
     now: datetime,
 ) -> Outcome:
-    """Keep what a verdict taught us (a quota pause, refreshed credentials)."""
-    if verdict.pause_until is not None or verdict.credentials is not None:
-        with transaction(sessions) as session:
-            row = session.get(Connector, connector_id)
-            if row is not None and verdict.pause_until is not None:
-                row.paused_until = verdict.pause_until
-            if row is not None and verdict.credentials is not None:
-                connectors.save_credentials(cipher, row, verdict.credentials, now=now)
-    return verdict.outcome
+    """Keep what a verdict taught us: a quota pause, refreshed credentials, and the
+    circuit breaker's count (failures that say the CRM is unwell, in a row)."""
+    outcome = verdict.outcome
+    counts = not outcome.ok and not outcome.permanent and verdict.pause_until is None
+    with transaction(sessions) as session:
+        row = session.get(Connector, connector_id)
+        if row is None:
+            return outcome
+        if verdict.pause_until is not None:
+            row.paused_until = verdict.pause_until
+        if verdict.credentials is not None:
+            connectors.save_credentials(cipher, row, verdict.credentials, now=now)
+        if outcome.ok and row.consecutive_failures:
+            row.consecutive_failures = 0
+        elif counts:
+            row.consecutive_failures += 1
+            if row.consecutive_failures >= BREAKER_THRESHOLD:
+                extra = row.consecutive_failures - BREAKER_THRESHOLD
+                cooldown = min(BREAKER_COOLDOWN_SECONDS * 2**extra, BREAKER_MAX_SECONDS)
+                row.paused_until = now + timedelta(seconds=cooldown)
+                log.warning(
+                    "%s connector %s: %d failures in a row, calls paused for %d s",
+                    row.kind,
+                    row.id,
+                    row.consecutive_failures,
+                    cooldown,
+                )
+    return outcome
 
 
 LOG_FIELD = "sync_log.value"

@@ -252,6 +252,22 @@ def mark_rejected(
     )
 
 
+def defer(session: Session, job_id: str, *, worker_id: str, until: datetime, reason: str) -> None:
+    """Put a claimed message back untried until `until`: its claim did not count as an
+    attempt (a paused connector or a spent rate budget is no failure of the message)."""
+    _finish(
+        session,
+        OutboxMessage,
+        job_id,
+        worker_id=worker_id,
+        values={
+            "next_attempt_at": until,
+            "attempts": OutboxMessage.attempts - 1,
+            "last_error": reason[:MAX_ERROR_CHARS],
+        },
+    )
+
+
 @dataclass(frozen=True)
 class AttemptFacts:
     started_at: datetime

@@ -23,7 +23,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -67,6 +67,9 @@ class Outcome:
     # For the attempt log: the remote answer, if there was one.
     status_code: int | None = None
     response: str | None = None
+    # Not tried at all (the connector is paused or its rate budget is spent): wait
+    # retry_after seconds without using up one of the message's attempts.
+    deferred: bool = False
 
 
 class RemoteDeliverer(Protocol):
@@ -231,6 +234,7 @@ class Worker:
                 outcome = deliverer(message, payload)
             except Exception as error:  # a deliverer bug must not lose the message
                 outcome = Outcome(ok=False, error=_describe(error))
+            self._faults.checkpoint("delivery.after_send")
         attempt = service.AttemptFacts(
             started_at=started,
             duration_ms=int((time.monotonic() - clock) * 1000),
@@ -250,6 +254,15 @@ class Worker:
                     )
                     service.record_attempt(
                         session, self._cipher, job_id, attempt, outcome="delivered"
+                    )
+                    return
+                if outcome.deferred:
+                    service.defer(
+                        session,
+                        job_id,
+                        worker_id=self.worker_id,
+                        until=now + timedelta(seconds=max(outcome.retry_after or 1.0, 0.0)),
+                        reason=outcome.error or "deferred",
                     )
                     return
                 state = service.mark_failed(

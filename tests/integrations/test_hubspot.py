@@ -9,6 +9,7 @@ from datetime import UTC, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from partnerloop.integrations.models import Connector
 from partnerloop.sync.models import OutboxMessage
@@ -458,3 +459,70 @@ def test_conflict_policies_decide_each_field_and_every_decision_is_logged(server
         rows = db.query(SyncDecision).filter_by(connector_id=connector["id"]).all()
     assert rows
     assert all("Trade fair" not in (r.old_enc or "") for r in rows)
+
+
+def test_the_circuit_breaker_leaves_a_failing_hubspot_alone_for_a_cooldown(
+    server: Server,
+) -> None:
+    hubspot = ScriptedServer([], then=Reply(503))
+    clock = Clock()
+    with hubspot.running(), server.client() as api:
+        program = create_program_api(api)
+        connector = connect(api, program["id"], hubspot.url)
+        sale(api, program["id"], "b-1", "10.00", "b1@example.com")
+        sale(api, program["id"], "b-2", "10.00", "b2@example.com")
+        running = worker(server.runtime, clock)
+        running.drain()  # both fail: 2 in a row
+        for _ in range(2):  # 4, then 5 in a row: the breaker opens
+            clock.advance(3600)
+            running.drain()
+        calls_when_open = len(hubspot.received)
+        with server.runtime.sessions() as db:
+            opened = db.get_one(Connector, connector["id"])
+        assert opened.paused_until == clock.now + timedelta(seconds=30)
+        clock.advance(10)
+        running.drain()  # open: nothing is sent
+        calls_during_cooldown = len(hubspot.received) - calls_when_open
+        hubspot.then = accepted()
+        clock.now = opened.paused_until + timedelta(seconds=1)
+        for _ in range(3):
+            running.drain()
+            clock.advance(60)
+        deliveries = api.get("/api/v1/deliveries", params={"connector_id": connector["id"]}).json()
+
+    assert calls_when_open == 5
+    assert opened.consecutive_failures == 5
+    assert opened.paused_until is not None
+    assert calls_during_cooldown == 0
+    assert {d["state"] for d in deliveries["items"]} == {"delivered"}
+    with server.runtime.sessions() as db:
+        assert db.get_one(Connector, connector["id"]).consecutive_failures == 0
+
+
+def test_the_rate_budget_defers_calls_without_spending_attempts(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from partnerloop.integrations.hubspot.connector import CONNECTOR as HUBSPOT
+
+    monkeypatch.setattr(HUBSPOT, "rate_limit", (1.0, 2), raising=False)  # 1 a second, 2 at once
+    hubspot = ScriptedServer([], then=accepted())
+    clock = Clock()
+    with hubspot.running(), server.client() as api:
+        program = create_program_api(api)
+        connector = connect(api, program["id"], hubspot.url)
+        for n in range(3):
+            sale(api, program["id"], f"r-{n}", "10.00", f"r{n}@example.com")
+        running = worker(server.runtime, clock)
+        running.drain()
+        sent_at_once = len(hubspot.received)
+        waiting = api.get(
+            "/api/v1/deliveries", params={"connector_id": connector["id"], "state": "pending"}
+        ).json()["items"]
+        clock.advance(1.1)
+        running.drain()
+
+    assert sent_at_once == 2
+    [deferred] = waiting
+    assert deferred["attempts"] == 0  # waiting for budget is not a failed attempt
+    assert "rate budget" in deferred["last_error"]
+    assert len(hubspot.received) == 3

@@ -37,6 +37,7 @@ from tests.processes.conftest import (
     worker_pid,
     write_lock_held,
 )
+from tests.support.http import Reply, ScriptedServer
 
 pytestmark = pytest.mark.slow
 
@@ -439,3 +440,61 @@ def test_worker_killed_inside_a_shop_webhook_job_applies_the_order_once(
             "commission_pending_minor": 4050,
         },
     }
+
+
+def test_worker_killed_after_the_crm_accepted_resends_without_a_duplicate_contact(
+    backend: Backend,
+    quiet_queue: Runtime,
+    server: Server,
+    observer: sessionmaker[Session],
+    processes: Processes,
+) -> None:
+    # Given a sale whose customer must go to HubSpot, and a worker that dies right
+    # after HubSpot accepted the upsert, before it recorded the delivery
+    hubspot = ScriptedServer([], then=Reply(200, {"content-type": "application/json"}, b"{}"))
+    with hubspot.running():
+        with server.client() as api:
+            program = create_program_api(api)
+            connector = api.post(
+                "/api/v1/connectors",
+                json={
+                    "program_id": program["id"],
+                    "kind": "hubspot",
+                    "settings": {"api_base_url": hubspot.url},
+                    "credentials": {"access_token": "pat-crash"},
+                },
+            ).json()
+            email = f"{unique('crash')}@example.com"
+            api.post(
+                "/api/v1/conversions",
+                json={
+                    "program_id": program["id"],
+                    "order_id": unique("crm-order"),
+                    "amount": "20.00",
+                    "currency": "EUR",
+                    "customer_email": email,
+                },
+            ).raise_for_status()
+        crashing, _ = start_worker(processes, backend, faults="delivery.after_send=exit")
+        wait_until(lambda: crashing.poll() is not None, what="the worker to die after sending")
+
+        # When a healthy worker takes over once the lease ran out
+        start_worker(processes, backend)
+
+        def delivered() -> OutboxMessage | None:
+            with observer() as db:
+                message = db.scalars(
+                    select(OutboxMessage).where(OutboxMessage.destination_id == connector["id"])
+                ).one()
+                return message if message.state == "delivered" else None
+
+        message = wait_until(delivered, what="the CRM delivery to be recorded")
+
+    # Then nothing was lost: the upsert was sent again and recorded once; and no
+    # duplicate contact: both calls upsert the one contact keyed by its e-mail
+    assert crashing.poll() == FAULT_EXIT_CODE
+    assert message.attempts == 2
+    bodies = [r.json() for r in hubspot.received]
+    assert len(bodies) == 2
+    assert {(i["idProperty"], i["id"]) for b in bodies for i in b["inputs"]} == {("email", email)}
+    assert bodies[0] == bodies[1]

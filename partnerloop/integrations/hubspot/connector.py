@@ -55,6 +55,8 @@ def _text(value: Any) -> str:
 class HubSpotConnector:
     kind = KIND
     key_property = "email"
+    # HubSpot's published burst limit for private apps: 100 requests per 10 seconds.
+    rate_limit = (10.0, 100)
     settings_fields: Mapping[str, bool] = {"timezone": False}
     credential_fields: Sequence[str] = ("access_token",)
 
