@@ -34,6 +34,7 @@ PREFIXES = {
     "privacy_request": "prv",
     "delivery_attempt": "att",
     "sync_decision": "syd",
+    "crm_link": "crl",
 }
 
 

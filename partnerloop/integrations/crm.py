@@ -28,6 +28,8 @@ class Verdict:
     pause_until: datetime | None = None
     # New credentials (an OAuth token refreshed on the way): store them.
     credentials: Mapping[str, str] | None = None
+    # The CRM's own ids of the contacts, by key (lower-cased), when it says them.
+    remote_ids: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)

@@ -11,24 +11,25 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets as random_secrets
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as Mapping_
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from partnerloop.core.clock import utcnow
 from partnerloop.core.crypto import FieldCipher
-from partnerloop.core.db import transaction
+from partnerloop.core.db import insert_if_absent, transaction
 from partnerloop.core.errors import Conflict
 from partnerloop.core.ids import new_id
 from partnerloop.integrations import conflicts, connectors, mapping
 from partnerloop.integrations.crm import CrmConnector, Verdict
 from partnerloop.integrations.mapping import Mapping
-from partnerloop.integrations.models import Connector, SyncDecision
+from partnerloop.integrations.models import Connector, CrmLink, SyncDecision
 from partnerloop.integrations.registry import CRMS
 from partnerloop.integrations.webhooks.connector import CONNECTOR as WEBHOOK
 from partnerloop.orders import profiles
@@ -159,6 +160,19 @@ def make_crm_deliverer(
             conversion = session.get(Conversion, str(data.get("id", "")))
             if conversion is None or conversion.customer_id is None:
                 return Outcome(ok=True, response="no customer on this order: nothing to sync")
+            customer_id = conversion.customer_id
+        # One delivery per contact at a time, and the contact's state is read only
+        # once the lease is held: two updates of one contact never overtake each other.
+        token = random_secrets.token_hex(8)
+        if not _take_contact(sessions, message.destination_id, customer_id, token, now):
+            return Outcome(
+                ok=False,
+                error="another delivery of this contact is in flight",
+                retry_after=CONTACT_RETRY_SECONDS,
+                deferred=True,
+            )
+        remote_id = None
+        try:
             wait = _budget(message.destination_id, now)
             if wait > 0:
                 return Outcome(
@@ -167,7 +181,16 @@ def make_crm_deliverer(
                     retry_after=wait,
                     deferred=True,
                 )
-            customer_id = conversion.customer_id
+            outcome, remote_id = _sync_contact(message, customer_id, now)
+            return outcome
+        finally:
+            _release_contact(sessions, message.destination_id, customer_id, token, remote_id)
+
+    def _sync_contact(
+        message: OutboxMessage, customer_id: str, now: datetime
+    ) -> tuple[Outcome, str | None]:
+        with sessions() as session:
+            connector = session.get_one(Connector, message.destination_id)
             facts = profiles.customer_facts(session, cipher, customer_id)
             properties = mapping.apply_mapping(mapping_of(connector), facts)
             config = connectors.config_of(session, cipher, connector)
@@ -177,7 +200,7 @@ def make_crm_deliverer(
                 return Outcome(
                     ok=True,
                     response=f"the customer has no {key_property}: nothing to key on",
-                )
+                ), None
             policies = conflicts.parse_policies(connector.conflicts) if connector.conflicts else {}
             ours_at = profiles.last_change(session, customer_id)
         decisions: list[conflicts.Decision] = []
@@ -192,7 +215,7 @@ def make_crm_deliverer(
                 now=now,
             )
             if isinstance(records, Verdict):
-                return _settle_verdict(sessions, cipher, message.destination_id, records, now)
+                return _settle_verdict(sessions, cipher, message.destination_id, records, now), None
             stored = getattr(crm, "as_stored", lambda value: value)
             record = records.get(str(key).lower())
             ours = {
@@ -212,7 +235,7 @@ def make_crm_deliverer(
             if record is not None and len(properties) == 1:
                 _log(sessions, cipher, connector_id=message.destination_id,
                      customer_id=customer_id, message_id=message.id, decisions=decisions, now=now)  # fmt: skip
-                return Outcome(ok=True, response="the CRM already holds every winning value")
+                return Outcome(ok=True, response="the CRM already holds every winning value"), None
         verdict = crm.upsert_contacts(
             client,
             settings=config.settings,
@@ -224,9 +247,68 @@ def make_crm_deliverer(
         if outcome.ok and decisions:
             _log(sessions, cipher, connector_id=message.destination_id,
                  customer_id=customer_id, message_id=message.id, decisions=decisions, now=now)  # fmt: skip
-        return outcome
+        remote = (verdict.remote_ids or {}).get(str(key).lower()) if outcome.ok else None
+        return outcome, remote
 
     return deliver
+
+
+CONTACT_LEASE_SECONDS = 120  # longer than a read and a write at the HTTP timeout
+CONTACT_RETRY_SECONDS = 1.0
+
+
+def _take_contact(
+    sessions: sessionmaker[Session], connector_id: str, customer_id: str, token: str, now: datetime
+) -> bool:
+    """Lease the contact for one delivery; False while another delivery holds it.
+    A worker that dies holding it frees it when the lease runs out."""
+    with transaction(sessions) as session:
+        insert_if_absent(
+            session,
+            CrmLink.__table__,  # type: ignore[arg-type]
+            {
+                "id": new_id("crm_link"),
+                "connector_id": connector_id,
+                "customer_id": customer_id,
+                "created_at": now,
+            },
+            conflict_columns=("connector_id", "customer_id"),
+        )
+        taken: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            update(CrmLink)
+            .where(
+                CrmLink.connector_id == connector_id,
+                CrmLink.customer_id == customer_id,
+                or_(CrmLink.locked_until.is_(None), CrmLink.locked_until < now),
+            )
+            .values(
+                locked_by=token,
+                locked_until=now + timedelta(seconds=CONTACT_LEASE_SECONDS),
+            )
+        )
+        return taken.rowcount == 1
+
+
+def _release_contact(
+    sessions: sessionmaker[Session],
+    connector_id: str,
+    customer_id: str,
+    token: str,
+    remote_id: str | None,
+) -> None:
+    values: dict[str, Any] = {"locked_by": None, "locked_until": None}
+    if remote_id is not None:
+        values.update(remote_id=remote_id, last_sent_at=utcnow())
+    with transaction(sessions) as session:
+        session.execute(
+            update(CrmLink)
+            .where(
+                CrmLink.connector_id == connector_id,
+                CrmLink.customer_id == customer_id,
+                CrmLink.locked_by == token,
+            )
+            .values(**values)
+        )
 
 
 def _settle_verdict(

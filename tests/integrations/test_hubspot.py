@@ -526,3 +526,61 @@ def test_the_rate_budget_defers_calls_without_spending_attempts(
     assert deferred["attempts"] == 0  # waiting for budget is not a failed attempt
     assert "rate budget" in deferred["last_error"]
     assert len(hubspot.received) == 3
+
+
+def test_two_updates_of_one_contact_never_overtake_each_other(server: Server) -> None:
+    import threading
+
+    # The first upsert is slow; the second update of the same contact must wait for it.
+    hubspot = ScriptedServer(
+        [
+            Reply(
+                200,
+                {"content-type": "application/json"},
+                fixture_bytes("hubspot", "docs_contacts-batch-update_response-example.json"),
+                delay=1.0,
+            )
+        ],
+        then=accepted(),
+    )
+    with hubspot.running(), server.client() as api:
+        program = create_program_api(api)
+        connector = connect(api, program["id"], hubspot.url)
+        sale(api, program["id"], "o-1", "10.00", "order@example.com")
+        worker(server.runtime, Clock()).run_once()  # the fan-out: message 1 queued
+        first = worker(server.runtime, Clock())
+        slow = threading.Thread(target=first.run_once)
+        slow.start()
+        for _ in range(250):  # until the slow call has reached HubSpot
+            if hubspot.received:
+                break
+            threading.Event().wait(0.02)
+        sale(api, program["id"], "o-2", "30.00", "order@example.com")
+        second = worker(server.runtime, Clock())
+        second.run_once()  # fan-out of the second sale
+        second.run_once()  # its delivery: the contact is in flight, so it waits
+        calls_while_in_flight = len(hubspot.received)
+        waiting = api.get(
+            "/api/v1/deliveries", params={"connector_id": connector["id"], "state": "pending"}
+        ).json()["items"]
+        slow.join(10)
+        later = Clock()
+        later.advance(2)
+        worker(server.runtime, later).drain()
+
+    assert calls_while_in_flight == 1
+    [deferred] = [w for w in waiting if w["last_error"]]
+    assert (deferred["attempts"], deferred["last_error"]) == (
+        0,
+        "another delivery of this contact is in flight",
+    )
+    contacts = upserts(hubspot.received)
+    # The slow call carried the state it read (one order); the second, sent only
+    # after it, the newest (two orders): HubSpot ends with the newest.
+    assert [c["partnerloop_order_count"] for c in contacts] == ["1", "2"]
+    assert contacts[-1]["partnerloop_lifetime_value"] == "40.00"  # the newest state last
+    with server.runtime.sessions() as db:
+        from partnerloop.integrations.models import CrmLink
+
+        [link] = db.query(CrmLink).filter_by(connector_id=connector["id"]).all()
+        assert (link.locked_by, link.remote_id) == (None, "512")  # HubSpot's id, from its answer

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b"{}"
+    delay: float = 0.0  # seconds to wait before answering (a slow remote side)
 
 
 @dataclass
@@ -52,6 +54,8 @@ class ScriptedServer:
                         )
                     )
                     reply = outer.replies.pop(0) if outer.replies else outer.then
+                if reply.delay:
+                    time.sleep(reply.delay)
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)

@@ -115,7 +115,14 @@ class HubSpotConnector:
             return Verdict(Outcome(ok=False, error="HubSpot did not answer in time"))
         except httpx.HTTPError as error:
             return Verdict(Outcome(ok=False, error=f"could not reach HubSpot: {error}"))
-        return self.judge(response, settings=settings, now=now)
+        verdict = self.judge(response, settings=settings, now=now)
+        results = _json(response).get("results") or []
+        if verdict.outcome.ok and not verdict.remote_ids and len(contacts) == len(results) == 1:
+            # One contact in, one result out: that is its id, even when HubSpot does
+            # not echo the e-mail property back.
+            key = str(contacts[0]["email"]).lower()
+            return Verdict(verdict.outcome, remote_ids={key: str(results[0].get("id"))})
+        return verdict
 
     def read_contacts(
         self,
@@ -166,7 +173,15 @@ class HubSpotConnector:
         excerpt = response.text[:MAX_RESPONSE_CHARS] if response.content else None
         data = _json(response)
         if status in (200, 201):
-            return Verdict(Outcome(ok=True, status_code=status, response=excerpt))
+            ids = {
+                str((result.get("properties") or {}).get("email", "")).lower(): str(result["id"])
+                for result in data.get("results") or []
+                if isinstance(result, dict) and result.get("id")
+            }
+            return Verdict(
+                Outcome(ok=True, status_code=status, response=excerpt),
+                remote_ids={k: v for k, v in ids.items() if k},
+            )
         message = str(data.get("message") or f"HubSpot answered {status}")
         if status == 207:
             errors = data.get("errors") or []
