@@ -38,7 +38,17 @@ connectors_app = typer.Typer(
 app.add_typer(api_key_app, name="api-key")
 app.add_typer(affiliates_app, name="affiliates")
 app.add_typer(commissions_app, name="commissions")
+deliveries_app = typer.Typer(
+    help="Messages to outgoing connectors (webhooks, CRMs): list and replay.",
+    no_args_is_help=True,
+)
+inbound_app = typer.Typer(
+    help="Received events (shop webhooks, postbacks): list quarantined ones and replay.",
+    no_args_is_help=True,
+)
 app.add_typer(connectors_app, name="connectors")
+app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(inbound_app, name="inbound")
 
 out = Console()
 err = Console(stderr=True)
@@ -461,6 +471,115 @@ def connectors_backfill(
         f"{'resumed, ' if result.resumed else ''}{pages}: {result.stored} new, "
         f"{result.duplicates} already received"
     )
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    connector: Annotated[str | None, typer.Option(help="Only this connector.")] = None,
+    state: Annotated[str | None, typer.Option(help="pending, retry, delivered or dead.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+) -> None:
+    """List deliveries to outgoing connectors, oldest first, with their last error."""
+    from partnerloop.integrations.registry import OUTBOUND
+    from partnerloop.sync import service as sync
+    from partnerloop.sync.models import OutboxMessage
+
+    runtime = _runtime()
+    table = Table("id", "connector", "topic", "state", "attempts", "last error")
+    try:
+        with runtime.sessions() as session:
+            rows = sync.list_jobs(
+                session,
+                OutboxMessage,
+                program_id=None,
+                state=state,
+                after=None,
+                limit=limit,
+                destination_kinds=list(OUTBOUND),
+                destination_id=connector,
+            )
+    except DomainError as error:
+        err.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    for row in rows:
+        table.add_row(
+            row.id,
+            f"{row.destination_kind} {row.destination_id}",
+            row.topic,
+            row.state,
+            str(row.attempts),
+            (row.last_error or "")[:120],
+        )
+    out.print(table)
+
+
+@deliveries_app.command("replay")
+def deliveries_replay(delivery_id: str) -> None:
+    """Queue a dead delivery again (e.g. after the endpoint or the mapping was fixed)."""
+    from partnerloop.sync import service as sync
+    from partnerloop.sync.models import OutboxMessage
+
+    runtime = _runtime()
+    try:
+        with transaction(runtime.sessions) as session:
+            row = sync.replay(session, OutboxMessage, delivery_id, program_id=None, now=utcnow())
+            state = row.state
+    except DomainError as error:
+        err.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    out.print(f"{delivery_id}: {state}")
+
+
+@inbound_app.command("list")
+def inbound_list(
+    state: Annotated[
+        str | None,
+        typer.Option(help="pending, retry, processed, rejected (quarantined) or dead."),
+    ] = None,
+    program: Annotated[str | None, typer.Option(help="Only this program.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+) -> None:
+    """List received events with the reason a quarantined one was rejected."""
+    from partnerloop.sync import service as sync
+    from partnerloop.sync.models import InboundEvent
+
+    runtime = _runtime()
+    table = Table("id", "source", "topic", "state", "attempts", "reason")
+    try:
+        with runtime.sessions() as session:
+            rows = sync.list_jobs(
+                session, InboundEvent, program_id=program, state=state, after=None, limit=limit
+            )
+    except DomainError as error:
+        err.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    for row in rows:
+        table.add_row(
+            row.id,
+            row.source,
+            row.topic,
+            row.state,
+            str(row.attempts),
+            (row.last_error or "")[:120],
+        )
+    out.print(table)
+
+
+@inbound_app.command("replay")
+def inbound_replay(event_id: str) -> None:
+    """Process a rejected or dead event again (after a fix)."""
+    from partnerloop.sync import service as sync
+    from partnerloop.sync.models import InboundEvent
+
+    runtime = _runtime()
+    try:
+        with transaction(runtime.sessions) as session:
+            row = sync.replay(session, InboundEvent, event_id, program_id=None, now=utcnow())
+            state = row.state
+    except DomainError as error:
+        err.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    out.print(f"{event_id}: {state}")
 
 
 def _redacted(url: str) -> str:

@@ -402,6 +402,12 @@ HELP_COMMANDS = [
     ["connectors", "create"],
     ["connectors", "list"],
     ["connectors", "backfill"],
+    ["deliveries"],
+    ["deliveries", "list"],
+    ["deliveries", "replay"],
+    ["inbound"],
+    ["inbound", "list"],
+    ["inbound", "replay"],
 ]
 
 

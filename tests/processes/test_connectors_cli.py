@@ -12,7 +12,7 @@ from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
 from partnerloop.programs import service as programs
 from partnerloop.runtime import Runtime
-from tests.conftest import REPO_ROOT, Backend, drain
+from tests.conftest import REPO_ROOT, Backend, Server, drain
 from tests.factories.connectors import fixture_json
 from tests.processes.conftest import PARTNERLOOP, backend_env, run_cli
 from tests.support.http import Reply, ScriptedServer
@@ -128,3 +128,74 @@ def test_create_with_an_unknown_kind_or_bad_setting_fails_clearly(backend: Backe
     assert (unknown.returncode, malformed.returncode) == (2, 2)
     assert "Unknown kind 'bigcommerce'" in unknown.stderr
     assert "--setting takes NAME=VALUE" in malformed.stderr
+
+
+def test_quarantined_events_and_dead_deliveries_are_listed_and_replayed_from_the_cli(
+    backend: Backend, runtime: Runtime, server: Server
+) -> None:
+    from partnerloop.sync import service as sync
+    from partnerloop.sync.models import InboundEvent, OutboxMessage
+    from tests.factories.connectors import create_connector_api, hook_path
+    from tests.factories.programs import create_program_api
+    from tests.factories.shopify import SECRET, SHOP, sign
+
+    env = backend_env(backend)
+    with server.client() as api:
+        program = create_program_api(api, currency="USD")
+        shop = create_connector_api(
+            api, program["id"], "shopify", secret=SECRET, settings={"shop_domain": SHOP}
+        )
+        body = b'{"id": 1, "currency": '  # malformed: quarantined by the worker
+        api.post(
+            hook_path(shop),
+            content=body,
+            headers={"X-Shopify-Topic": "orders/create", "X-Shopify-Hmac-Sha256": sign(body)},
+        ).raise_for_status()
+        hook = api.post(
+            "/api/v1/connectors",
+            json={
+                "program_id": program["id"],
+                "kind": "webhook",
+                "settings": {"url": "http://127.0.0.1:9/gone"},
+            },
+        ).json()
+    drain(runtime)
+    with transaction(runtime.sessions) as db:
+        [event] = db.query(InboundEvent).filter_by(program_id=program["id"]).all()
+        sync.enqueue(
+            db,
+            runtime.cipher,
+            destination_kind="webhook",
+            destination_id=hook["id"],
+            topic="conversion.created",
+            payload={},
+            idempotency_key="cli-dead",
+            program_id=program["id"],
+            now=utcnow(),
+        )
+        dead = db.query(OutboxMessage).filter_by(idempotency_key="cli-dead").one()
+        dead.state = "dead"
+        dead.last_error = "the endpoint answered 410"
+
+    rejected = run_cli(
+        "inbound", "list", "--state", "rejected", "--program", program["id"], env=env
+    )
+    replayed = run_cli("inbound", "replay", event.id, env=env)
+    listed = run_cli("deliveries", "list", "--connector", hook["id"], "--state", "dead", env=env)
+    redo = run_cli("deliveries", "replay", dead.id, env=env)
+    again = run_cli("deliveries", "replay", dead.id, env=env)
+    bad_state = run_cli("deliveries", "list", "--state", "lost", env=env)
+
+    assert rejected.returncode == 0, rejected.stderr
+    assert event.id in rejected.stdout
+    assert "malformed JSON" in rejected.stdout
+    assert (replayed.returncode, replayed.stdout.strip()) == (0, f"{event.id}: pending")
+    assert listed.returncode == 0, listed.stderr
+    assert dead.id in listed.stdout
+    assert "410" in listed.stdout
+    assert (redo.returncode, redo.stdout.strip()) == (0, f"{dead.id}: pending")
+    assert again.returncode == 1  # pending is not replayable
+    assert "Only dead or rejected jobs can be replayed" in again.stderr
+    assert bad_state.returncode == 1
+    assert "state must be one of" in bad_state.stderr
+    drain(runtime)
