@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -481,26 +481,17 @@ def deliveries_list(
 ) -> None:
     """List deliveries to outgoing connectors, oldest first, with their last error."""
     from partnerloop.integrations.registry import OUTBOUND
-    from partnerloop.sync import service as sync
     from partnerloop.sync.models import OutboxMessage
 
-    runtime = _runtime()
     table = Table("id", "connector", "topic", "state", "attempts", "last error")
-    try:
-        with runtime.sessions() as session:
-            rows = sync.list_jobs(
-                session,
-                OutboxMessage,
-                program_id=None,
-                state=state,
-                after=None,
-                limit=limit,
-                destination_kinds=list(OUTBOUND),
-                destination_id=connector,
-            )
-    except DomainError as error:
-        err.print(f"[red]{error.detail}[/red]")
-        raise typer.Exit(1) from None
+    rows = _jobs(
+        OutboxMessage,
+        program_id=None,
+        state=state,
+        limit=limit,
+        destination_kinds=list(OUTBOUND),
+        destination_id=connector,
+    )
     for row in rows:
         table.add_row(
             row.id,
@@ -513,21 +504,37 @@ def deliveries_list(
     out.print(table)
 
 
-@deliveries_app.command("replay")
-def deliveries_replay(delivery_id: str) -> None:
-    """Queue a dead delivery again (e.g. after the endpoint or the mapping was fixed)."""
+def _replay(model: type[Any], job_id: str) -> None:
     from partnerloop.sync import service as sync
-    from partnerloop.sync.models import OutboxMessage
 
     runtime = _runtime()
     try:
         with transaction(runtime.sessions) as session:
-            row = sync.replay(session, OutboxMessage, delivery_id, program_id=None, now=utcnow())
-            state = row.state
+            state = sync.replay(session, model, job_id, program_id=None, now=utcnow()).state
     except DomainError as error:
         err.print(f"[red]{error.detail}[/red]")
         raise typer.Exit(1) from None
-    out.print(f"{delivery_id}: {state}")
+    out.print(f"{job_id}: {state}")
+
+
+def _jobs(model: type[Any], **filters: Any) -> list[Any]:
+    from partnerloop.sync import service as sync
+
+    runtime = _runtime()
+    try:
+        with runtime.sessions() as session:
+            return list(sync.list_jobs(session, model, after=None, **filters))
+    except DomainError as error:
+        err.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+
+
+@deliveries_app.command("replay")
+def deliveries_replay(delivery_id: str) -> None:
+    """Queue a dead delivery again (e.g. after the endpoint or the mapping was fixed)."""
+    from partnerloop.sync.models import OutboxMessage
+
+    _replay(OutboxMessage, delivery_id)
 
 
 @inbound_app.command("list")
@@ -540,20 +547,10 @@ def inbound_list(
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
 ) -> None:
     """List received events with the reason a quarantined one was rejected."""
-    from partnerloop.sync import service as sync
     from partnerloop.sync.models import InboundEvent
 
-    runtime = _runtime()
     table = Table("id", "source", "topic", "state", "attempts", "reason")
-    try:
-        with runtime.sessions() as session:
-            rows = sync.list_jobs(
-                session, InboundEvent, program_id=program, state=state, after=None, limit=limit
-            )
-    except DomainError as error:
-        err.print(f"[red]{error.detail}[/red]")
-        raise typer.Exit(1) from None
-    for row in rows:
+    for row in _jobs(InboundEvent, program_id=program, state=state, limit=limit):
         table.add_row(
             row.id,
             row.source,
@@ -568,18 +565,9 @@ def inbound_list(
 @inbound_app.command("replay")
 def inbound_replay(event_id: str) -> None:
     """Process a rejected or dead event again (after a fix)."""
-    from partnerloop.sync import service as sync
     from partnerloop.sync.models import InboundEvent
 
-    runtime = _runtime()
-    try:
-        with transaction(runtime.sessions) as session:
-            row = sync.replay(session, InboundEvent, event_id, program_id=None, now=utcnow())
-            state = row.state
-    except DomainError as error:
-        err.print(f"[red]{error.detail}[/red]")
-        raise typer.Exit(1) from None
-    out.print(f"{event_id}: {state}")
+    _replay(InboundEvent, event_id)
 
 
 def _redacted(url: str) -> str:
