@@ -1,6 +1,8 @@
 """Outgoing connectors in the delivery engine: who subscribes to an event (the
-fan-out asks `subscriber`), how a message is delivered (`make_deliverer`), and
-what happens to an endpoint that keeps failing (disabled, with a notice).
+fan-out asks `subscriber`), how a message is delivered (`make_deliverer` for
+webhook endpoints, `make_crm_deliverer` for CRMs), and what happens to a
+receiver that keeps failing (a webhook endpoint is disabled with a notice; a
+CRM's circuit breaker opens for a cooldown).
 
 The engine itself (claim, retry with backoff and Retry-After, dead-letter,
 replay, one attempt row per try) is partnerloop.sync; this module only knows
@@ -12,8 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets as random_secrets
-from collections.abc import Callable, Sequence
-from collections.abc import Mapping as Mapping_
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ from partnerloop.core.errors import Conflict
 from partnerloop.core.ids import new_id
 from partnerloop.integrations import conflicts, connectors, mapping
 from partnerloop.integrations.crm import CrmConnector, Verdict
-from partnerloop.integrations.mapping import Mapping
+from partnerloop.integrations.mapping import Mapping as FieldMapping
 from partnerloop.integrations.models import Connector, CrmLink, SyncDecision
 from partnerloop.integrations.registry import CRMS
 from partnerloop.integrations.webhooks.connector import CONNECTOR as WEBHOOK
@@ -104,14 +105,14 @@ def make_deliverer(
     return deliver
 
 
-def mapping_of(connector: Connector) -> Mapping:
+def mapping_of(connector: Connector) -> FieldMapping:
     """The connector's own field mapping, else its kind's default."""
     if connector.mapping:
         return mapping.parse_mapping(connector.mapping)
     return mapping.default_mapping(connector.kind)
 
 
-def key_property_of(crm: CrmConnector, settings: Mapping_[str, Any]) -> str:
+def key_property_of(crm: CrmConnector, settings: Mapping[str, Any]) -> str:
     """The mapped field that identifies a contact; some CRMs let the merchant choose it
     (Salesforce's external id field)."""
     chooser = getattr(crm, "key_property_for", None)
