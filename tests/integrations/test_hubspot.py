@@ -294,6 +294,10 @@ def test_the_field_mapping_is_validated_versioned_and_used(server: Server) -> No
                 },
             ],
         }
+        keyless = api.put(
+            path,
+            json={"mapping": {"version": 2, "fields": [{"target": "city", "source": "coupon"}]}},
+        )
         saved = api.put(path, json={"mapping": mine})
         stale = api.put(path, json={"mapping": mine})
         sale(api, program["id"], "m-1", "12.34", "M@Example.com")
@@ -306,6 +310,11 @@ def test_the_field_mapping_is_validated_versioned_and_used(server: Server) -> No
     assert any(f["target"] == "partnerloop_affiliate_id" for f in default["mapping"]["fields"])
     assert "lifetime_value" in default["source_fields"]
     assert (bad.status_code, bad.json()["field"]) == (422, "mapping.fields[0].source")
+    assert (keyless.status_code, keyless.json()["code"], keyless.json()["field"]) == (
+        422,
+        "missing_key_field",
+        "mapping.fields",
+    )
     assert (saved.status_code, saved.json()["is_default"]) == (200, False)
     assert (stale.status_code, stale.json()["code"]) == (409, "stale_mapping_version")
     assert upserts(hubspot.received) == [

@@ -17,7 +17,7 @@ from partnerloop.integrations import conflicts as conflict_rules
 from partnerloop.integrations import connectors, outbound
 from partnerloop.integrations import mapping as mapping_engine
 from partnerloop.integrations.models import Connector
-from partnerloop.integrations.registry import ALL_KINDS, CRMS, OUTBOUND, kinds
+from partnerloop.integrations.registry import ALL_KINDS, CRM_CONNECTORS, CRMS, OUTBOUND, kinds
 from partnerloop.web.api.common import ERRORS
 from partnerloop.web.deps import PageDep, PrincipalDep, RuntimeDep
 
@@ -141,6 +141,7 @@ def create_connector(
                 field="mapping",
             )
         parsed = mapping_engine.parse_mapping(body.mapping)
+        _check_key_field(body.kind, dict(body.settings), parsed)
     with transaction(runtime.sessions) as session:
         connector = connectors.create(
             session,
@@ -243,6 +244,19 @@ def _mapping_out(row: Connector) -> MappingOut:
     )
 
 
+def _check_key_field(kind: str, settings: dict[str, Any], parsed: Any) -> None:
+    """A CRM mapping must fill the field contacts are matched by, or every sync
+    would be a no-op."""
+    crm = next(c for c in CRM_CONNECTORS if c.kind == kind)
+    key = outbound.key_property_of(crm, settings)
+    if key not in {rule.target for rule in parsed.fields}:
+        raise InvalidInput(
+            f"A {kind} mapping must fill {key!r}: contacts are matched by it.",
+            code="missing_key_field",
+            field="mapping.fields",
+        )
+
+
 def _crm(row: Connector) -> None:
     if row.kind not in CRMS:
         raise Conflict(
@@ -273,6 +287,7 @@ def put_mapping(
     with transaction(runtime.sessions) as session:
         row = connectors.get_or_raise(session, connector_id, program_id=principal.program_id)
         _crm(row)
+        _check_key_field(row.kind, dict(row.settings), parsed)
         current = outbound.mapping_of(row)
         if row.mapping is not None and parsed.version <= current.version:
             raise Conflict(
