@@ -21,3 +21,10 @@ def report_order(
     )
     assert response.status_code == 201, response.text
     return dict(response.json())
+
+
+def customer_sale(
+    api: httpx.Client, program_id: str, order_id: str, amount: str, email: str, **extra: Any
+) -> dict[str, Any]:
+    """A new EUR order of the customer with this e-mail (what CRM syncs are about)."""
+    return report_order(api, program_id, order_id, amount, customer_email=email, **extra)

@@ -16,6 +16,7 @@ from partnerloop.sync.models import OutboxMessage
 from tests.conftest import Server
 from tests.factories.affiliates import create_affiliate_api
 from tests.factories.connectors import fixture_bytes
+from tests.factories.orders import customer_sale as sale
 from tests.factories.programs import create_program_api
 from tests.factories.tracking import click, create_link_api
 from tests.support.clock import Clock, worker
@@ -42,24 +43,6 @@ def connect(api: httpx.Client, program_id: str, url: str, **extra: Any) -> dict[
             "kind": "hubspot",
             "settings": {"api_base_url": url},
             "credentials": {"access_token": TOKEN},
-            **extra,
-        },
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-def sale(
-    api: httpx.Client, program_id: str, order_id: str, amount: str, email: str, **extra: Any
-) -> dict[str, Any]:
-    response = api.post(
-        "/api/v1/conversions",
-        json={
-            "program_id": program_id,
-            "order_id": order_id,
-            "amount": amount,
-            "currency": "EUR",
-            "customer_email": email,
             **extra,
         },
     )

@@ -22,6 +22,7 @@ from partnerloop.orders.models import Conversion
 from tests.conftest import Server
 from tests.factories.affiliates import create_affiliate_api
 from tests.factories.connectors import fixture_bytes
+from tests.factories.orders import customer_sale as sale
 from tests.factories.programs import create_program_api
 from tests.factories.tracking import click, create_link_api
 from tests.support.clock import Clock, worker
@@ -75,24 +76,6 @@ def connect(
             "kind": "salesforce",
             "settings": {"instance_url": url, **settings},
             "credentials": credentials or CREDENTIALS,
-        },
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-def sale(
-    api: httpx.Client, program_id: str, order_id: str, amount: str, email: str, **extra: Any
-) -> dict[str, Any]:
-    response = api.post(
-        "/api/v1/conversions",
-        json={
-            "program_id": program_id,
-            "order_id": order_id,
-            "amount": amount,
-            "currency": "EUR",
-            "customer_email": email,
-            **extra,
         },
     )
     assert response.status_code == 201, response.text
