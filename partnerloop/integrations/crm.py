@@ -30,6 +30,9 @@ class Verdict:
     credentials: Mapping[str, str] | None = None
     # The CRM's own ids of the contacts, by key (lower-cased), when it says them.
     remote_ids: Mapping[str, str] | None = None
+    # In a batch the CRM accepted in part: the contacts it refused for good, by key
+    # (lower-cased), with the vendor's message. The rest of the batch was accepted.
+    rejected: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,18 @@ class CrmRecord:
 
     values: Mapping[str, Any]
     updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CrmChange:
+    """What a CRM says changed on one of its contacts (a webhook event or a polled
+    record): the CRM's id for the contact, the properties it names with their new
+    values (None: cleared), and when the change happened at the CRM."""
+
+    remote_id: str
+    values: Mapping[str, str | None]
+    occurred_at: datetime
+    event_id: str
 
 
 class CrmConnector(Protocol):
