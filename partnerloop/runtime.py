@@ -28,11 +28,13 @@ from partnerloop.integrations.registry import CRM_CONNECTORS, SHOPS
 from partnerloop.integrations.webhooks.connector import KIND as WEBHOOK_KIND
 from partnerloop.sync.fanout import Subscriber, make_fanout
 from partnerloop.sync.service import FANOUT_KIND
-from partnerloop.sync.worker import BackgroundTask, PeriodicTask, Registry, Worker
+from partnerloop.sync.worker import BackgroundTask, Batched, PeriodicTask, Registry, Worker
 
 APPROVE_DUE_EVERY_SECONDS = 30.0
 # How often the worker looks for connectors whose scheduled pull is due.
 PULL_CHECK_EVERY_SECONDS = 60.0
+# Customers per CRM call: HubSpot's batch limit (Salesforce takes 200, Pipedrive one at a time).
+CRM_BATCH_SIZE = 100
 
 
 @dataclass
@@ -75,16 +77,19 @@ class Runtime:
                     disable_after=self.settings.webhook_disable_after,
                     clock=clock,
                 ),
-                **{
-                    crm.kind: outbound.make_crm_deliverer(
+            },
+            batched={
+                crm.kind: Batched(
+                    outbound.make_crm_deliverer(
                         self.sessions,
                         cipher,
                         crm,
                         client_factory=lambda: httpx.Client(timeout=30.0),
                         clock=clock,
-                    )
-                    for crm in CRM_CONNECTORS
-                },
+                    ),
+                    size=CRM_BATCH_SIZE,
+                )
+                for crm in CRM_CONNECTORS
             },
             periodic=[
                 PeriodicTask("approve_due_commissions", APPROVE_DUE_EVERY_SECONDS, approve_due)

@@ -39,7 +39,7 @@ from partnerloop.sync import service as sync
 from partnerloop.sync.fanout import Destination
 from partnerloop.sync.models import OutboxMessage
 from partnerloop.sync.ratelimit import TokenBucket
-from partnerloop.sync.worker import Outcome, RemoteDeliverer
+from partnerloop.sync.worker import BatchDeliverer, Outcome, RemoteDeliverer
 
 log = logging.getLogger("partnerloop.outbound")
 
@@ -126,13 +126,14 @@ def make_crm_deliverer(
     *,
     client_factory: Callable[[], httpx.Client],
     clock: Callable[[], datetime] = utcnow,
-) -> RemoteDeliverer:
-    """Sends the customer behind an event, as they are now, to the CRM: the newest
-    state wins whatever order messages are delivered in, and an upsert by the
-    contact's key makes a repeated delivery harmless. With conflict policies set
-    (and a CRM we can read), the CRM's current values are read first, each field
-    is decided by its policy, only the winners are written, and every decision
-    goes to the sync log."""
+) -> BatchDeliverer:
+    """Sends the customers behind a batch of events, as they are now, to the CRM in
+    one call: the newest state wins whatever order messages are delivered in, and
+    an upsert by the contact's key makes a repeated delivery harmless. With
+    conflict policies set (and a CRM we can read), the CRM's current values are
+    read first, each field is decided by its policy, only the winners are
+    written, and every decision goes to the sync log. A contact the CRM refuses
+    for good dead-letters its own messages only, not the rest of the batch."""
     client = client_factory()
     buckets: dict[str, TokenBucket] = {}
     limit = getattr(crm, "rate_limit", None)  # (calls a second, burst) the vendor publishes
@@ -143,113 +144,167 @@ def make_crm_deliverer(
         bucket = buckets.setdefault(connector_id, TokenBucket(rate=limit[0], burst=limit[1]))
         return bucket.take(now)
 
-    def deliver(message: OutboxMessage, payload: dict[str, Any]) -> Outcome:
+    def deliver(batch: Sequence[tuple[OutboxMessage, dict[str, Any]]]) -> list[Outcome]:
         now = clock()
+        connector_id = batch[0][0].destination_id  # the worker batches per destination
+        customers: list[str | None] = []
         with sessions() as session:
-            connector = session.get(Connector, message.destination_id)
+            connector = session.get(Connector, connector_id)
             if connector is None:
-                return Outcome(ok=False, error="the CRM connector was deleted", permanent=True)
+                gone = Outcome(ok=False, error="the CRM connector was deleted", permanent=True)
+                return [gone] * len(batch)
             if connector.paused_until is not None and connector.paused_until > now:
-                wait = (connector.paused_until - now).total_seconds()
-                return Outcome(
+                paused = Outcome(
                     ok=False,
                     error=f"paused until {connector.paused_until.isoformat()}",
-                    retry_after=wait,
+                    retry_after=(connector.paused_until - now).total_seconds(),
                     deferred=True,
                 )
-            data = payload.get("data") or {}
-            conversion = session.get(Conversion, str(data.get("id", "")))
-            if conversion is None or conversion.customer_id is None:
-                return Outcome(ok=True, response="no customer on this order: nothing to sync")
-            customer_id = conversion.customer_id
-        # One delivery per contact at a time, and the contact's state is read only
-        # once the lease is held: two updates of one contact never overtake each other.
+                return [paused] * len(batch)
+            for _, payload in batch:
+                data = payload.get("data") or {}
+                conversion = session.get(Conversion, str(data.get("id", "")))
+                customers.append(None if conversion is None else conversion.customer_id)
+        first_message: dict[str, str] = {}
+        for (message, _), customer_id in zip(batch, customers, strict=True):
+            if customer_id is not None:
+                first_message.setdefault(customer_id, message.id)
+        # One delivery per contact at a time, and the contacts' state is read only
+        # once their leases are held: two updates of one contact never overtake each other.
         token = random_secrets.token_hex(8)
-        if not _take_contact(sessions, message.destination_id, customer_id, token, now):
-            return Outcome(
-                ok=False,
-                error="another delivery of this contact is in flight",
-                retry_after=CONTACT_RETRY_SECONDS,
-                deferred=True,
-            )
-        remote_id = None
+        held = [c for c in first_message if _take_contact(sessions, connector_id, c, token, now)]
+        results: dict[str, Outcome] = {}
+        remote_ids: dict[str, str] = {}
         try:
-            wait = _budget(message.destination_id, now)
-            if wait > 0:
-                return Outcome(
-                    ok=False,
-                    error=f"{crm.kind} rate budget spent: next call in {wait:.2f} s",
-                    retry_after=wait,
-                    deferred=True,
-                )
-            outcome, remote_id = _sync_contact(message, customer_id, now)
-            return outcome
+            if held:
+                wait = _budget(connector_id, now)
+                if wait > 0:
+                    spent = Outcome(
+                        ok=False,
+                        error=f"{crm.kind} rate budget spent: next call in {wait:.2f} s",
+                        retry_after=wait,
+                        deferred=True,
+                    )
+                    results = dict.fromkeys(held, spent)
+                else:
+                    results, remote_ids = _sync_contacts(connector_id, held, first_message, now)
         finally:
-            _release_contact(sessions, message.destination_id, customer_id, token, remote_id)
+            for customer_id in held:
+                _release_contact(
+                    sessions, connector_id, customer_id, token, remote_ids.get(customer_id)
+                )
+        in_flight = Outcome(
+            ok=False,
+            error="another delivery of this contact is in flight",
+            retry_after=CONTACT_RETRY_SECONDS,
+            deferred=True,
+        )
+        nobody = Outcome(ok=True, response="no customer on this order: nothing to sync")
+        return [nobody if c is None else results.get(c, in_flight) for c in customers]
 
-    def _sync_contact(
-        message: OutboxMessage, customer_id: str, now: datetime
-    ) -> tuple[Outcome, str | None]:
+    def _sync_contacts(
+        connector_id: str,
+        customer_ids: Sequence[str],
+        first_message: Mapping[str, str],
+        now: datetime,
+    ) -> tuple[dict[str, Outcome], dict[str, str]]:
+        results: dict[str, Outcome] = {}
+        contacts: dict[str, dict[str, Any]] = {}
+        ours_at: dict[str, datetime | None] = {}
         with sessions() as session:
-            connector = session.get_one(Connector, message.destination_id)
-            facts = profiles.customer_facts(session, cipher, customer_id)
-            properties = mapping.apply_mapping(mapping_of(connector), facts)
+            connector = session.get_one(Connector, connector_id)
+            field_mapping = mapping_of(connector)
             config = connectors.config_of(session, cipher, connector)
             key_property = key_property_of(crm, config.settings)
-            key = properties.get(key_property)
-            if not key:
-                return Outcome(
-                    ok=True,
-                    response=f"the customer has no {key_property}: nothing to key on",
-                ), None
             policies = conflicts.parse_policies(connector.conflicts) if connector.conflicts else {}
-            ours_at = profiles.last_change(session, customer_id)
-        decisions: list[conflicts.Decision] = []
+            for customer_id in customer_ids:
+                facts = profiles.customer_facts(session, cipher, customer_id)
+                properties = mapping.apply_mapping(field_mapping, facts)
+                if not properties.get(key_property):
+                    results[customer_id] = Outcome(
+                        ok=True, response=f"the customer has no {key_property}: nothing to key on"
+                    )
+                    continue
+                contacts[customer_id] = properties
+                if policies:
+                    ours_at[customer_id] = profiles.last_change(session, customer_id)
+        decisions: dict[str, list[conflicts.Decision]] = {}
         read = getattr(crm, "read_contacts", None)
-        if policies and read is not None:
+        if policies and read is not None and contacts:
             records = read(
                 client,
                 settings=config.settings,
                 credentials=config.credentials,
-                keys=[str(key)],
-                properties=list(properties),
+                keys=[str(p[key_property]) for p in contacts.values()],
+                properties=sorted({f for p in contacts.values() for f in p}),
                 now=now,
             )
             if isinstance(records, Verdict):
-                return _settle_verdict(sessions, cipher, message.destination_id, records, now), None
+                outcome = _settle_verdict(sessions, cipher, connector_id, records, now)
+                return {**results, **dict.fromkeys(contacts, outcome)}, {}
             stored = getattr(crm, "as_stored", lambda value: value)
-            record = records.get(str(key).lower())
-            ours = {
-                f: conflicts.Side(stored(v), ours_at, "partnerloop") for f, v in properties.items()
-            }
-            theirs = (
-                {
-                    f: conflicts.Side(record.values.get(f), record.updated_at, "crm")
-                    for f in properties
+            for customer_id, properties in list(contacts.items()):
+                key = properties[key_property]
+                record = records.get(str(key).lower())
+                ours = {
+                    f: conflicts.Side(stored(v), ours_at[customer_id], "partnerloop")
+                    for f, v in properties.items()
                 }
-                if record is not None
-                else {}
-            )
-            decisions = conflicts.decide_all(policies, ours, theirs)
-            properties = {d.field: d.new for d in decisions if d.write}
-            properties[key_property] = key
-            if record is not None and len(properties) == 1:
-                _log(sessions, cipher, connector_id=message.destination_id,
-                     customer_id=customer_id, message_id=message.id, decisions=decisions, now=now)  # fmt: skip
-                return Outcome(ok=True, response="the CRM already holds every winning value"), None
+                theirs = (
+                    {
+                        f: conflicts.Side(record.values.get(f), record.updated_at, "crm")
+                        for f in properties
+                    }
+                    if record is not None
+                    else {}
+                )
+                decisions[customer_id] = conflicts.decide_all(policies, ours, theirs)
+                winners = {d.field: d.new for d in decisions[customer_id] if d.write}
+                winners[key_property] = key
+                if record is not None and len(winners) == 1:
+                    _log(sessions, cipher, connector_id=connector_id, customer_id=customer_id,
+                         message_id=first_message[customer_id],
+                         decisions=decisions[customer_id], now=now)  # fmt: skip
+                    results[customer_id] = Outcome(
+                        ok=True, response="the CRM already holds every winning value"
+                    )
+                    del contacts[customer_id]
+                else:
+                    contacts[customer_id] = winners
+        if not contacts:
+            return results, {}
         verdict = crm.upsert_contacts(
             client,
             settings=config.settings,
             credentials=config.credentials,
-            contacts=[properties],
+            contacts=list(contacts.values()),
             now=now,
         )
-        outcome = _settle_verdict(sessions, cipher, message.destination_id, verdict, now)
-        if outcome.ok and decisions:
-            _log(sessions, cipher, connector_id=message.destination_id,
-                 customer_id=customer_id, message_id=message.id, decisions=decisions, now=now)  # fmt: skip
-        remote = (verdict.remote_ids or {}).get(str(key).lower()) if outcome.ok else None
-        return outcome, remote
+        outcome = _settle_verdict(sessions, cipher, connector_id, verdict, now)
+        rejected = verdict.rejected or {}
+        remote_ids: dict[str, str] = {}
+        for customer_id, properties in contacts.items():
+            key = str(properties[key_property]).lower()
+            if key in rejected:
+                results[customer_id] = Outcome(
+                    ok=False,
+                    error=f"{crm.kind} refused this contact: {rejected[key]}",
+                    permanent=True,
+                    status_code=outcome.status_code,
+                    response=outcome.response,
+                )
+                continue
+            results[customer_id] = outcome
+            if not outcome.ok:
+                continue
+            if customer_id in decisions:
+                _log(sessions, cipher, connector_id=connector_id, customer_id=customer_id,
+                     message_id=first_message[customer_id],
+                     decisions=decisions[customer_id], now=now)  # fmt: skip
+            remote = (verdict.remote_ids or {}).get(key)
+            if remote is not None:
+                remote_ids[customer_id] = remote
+        return results, remote_ids
 
     return deliver
 

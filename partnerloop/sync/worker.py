@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from partnerloop.core.clock import utcnow
@@ -78,6 +79,19 @@ class RemoteDeliverer(Protocol):
     def __call__(self, message: OutboxMessage, payload: dict[str, Any]) -> Outcome: ...
 
 
+class BatchDeliverer(Protocol):
+    """Delivers several messages for one destination in one go (a CRM's batch API);
+    returns one outcome per message, in the order given. Runs outside any transaction."""
+
+    def __call__(self, batch: Sequence[tuple[OutboxMessage, dict[str, Any]]]) -> list[Outcome]: ...
+
+
+@dataclass(frozen=True)
+class Batched:
+    deliver: BatchDeliverer
+    size: int  # at most this many messages per call (the vendor's batch limit)
+
+
 @dataclass(frozen=True)
 class PeriodicTask:
     name: str
@@ -107,6 +121,8 @@ class Registry:
     inbound: Mapping[str, InboundHandler] = field(default_factory=dict)
     local: Mapping[str, LocalHandler] = field(default_factory=dict)
     remote: Mapping[str, RemoteDeliverer] = field(default_factory=dict)
+    # Destination kinds whose due messages go out together, per destination.
+    batched: Mapping[str, Batched] = field(default_factory=dict)
     periodic: Sequence[PeriodicTask] = ()
     background: Sequence[BackgroundTask] = ()
 
@@ -168,10 +184,43 @@ class Worker:
         for event_id in self._claim(InboundEvent):
             self._run_inbound(event_id)
             done += 1
-        for message_id in self._claim(OutboxMessage):
+        claimed = self._claim(OutboxMessage)
+        singles, batches = self._group(claimed)
+        for message_id in singles:
             self._run_outbox(message_id)
-            done += 1
-        return done
+        for kind, message_ids in batches:
+            self._run_batch(kind, message_ids)
+        return done + len(claimed)
+
+    def _group(self, message_ids: list[str]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+        """Claimed messages -> those delivered one by one, and batches: per
+        destination of a batched kind, in due order, at most its batch size each."""
+        if not message_ids or not self._registry.batched:
+            return message_ids, []
+        with self._sessions() as session:
+            where = {
+                row.id: (row.destination_kind, row.destination_id)
+                for row in session.execute(
+                    select(
+                        OutboxMessage.id,
+                        OutboxMessage.destination_kind,
+                        OutboxMessage.destination_id,
+                    ).where(OutboxMessage.id.in_(message_ids))
+                )
+            }
+        singles: list[str] = []
+        grouped: dict[tuple[str, str], list[str]] = {}
+        for message_id in message_ids:
+            kind, destination = where.get(message_id, ("", ""))
+            if kind in self._registry.batched:
+                grouped.setdefault((kind, destination), []).append(message_id)
+            else:
+                singles.append(message_id)
+        batches: list[tuple[str, list[str]]] = []
+        for (kind, _), ids in grouped.items():
+            size = max(self._registry.batched[kind].size, 1)
+            batches.extend((kind, ids[i : i + size]) for i in range(0, len(ids), size))
+        return singles, batches
 
     def _claim(self, model: type[service.Job]) -> list[str]:
         with transaction(self._sessions) as session:
@@ -243,6 +292,43 @@ class Worker:
             response=outcome.response,
         )
         self._record_outcome(job_id, outcome, attempt)
+
+    def _run_batch(self, kind: str, message_ids: list[str]) -> None:
+        """One call for several messages; each still gets its own outcome and attempt
+        row. A crash after the send leaves all of them claimed: they are sent again
+        together once the lease runs out (the vendor's upsert makes that harmless)."""
+        batch: list[tuple[OutboxMessage, dict[str, Any]]] = []
+        with self._sessions() as session:
+            for message_id in message_ids:
+                message = service.load_claimed(
+                    session, OutboxMessage, message_id, worker_id=self.worker_id
+                )
+                if message is not None:
+                    payload = json.loads(service.read_payload(self._cipher, message))
+                    batch.append((message, payload))
+            session.expunge_all()
+        if not batch:
+            return
+        started = self._clock()
+        clock = time.monotonic()
+        self._faults.checkpoint("delivery.before_send")
+        try:
+            outcomes = self._registry.batched[kind].deliver(batch)
+            if len(outcomes) != len(batch):
+                raise ValueError(f"{len(outcomes)} outcomes for a batch of {len(batch)}")
+        except Exception as error:  # a deliverer bug must not lose the messages
+            outcomes = [Outcome(ok=False, error=_describe(error))] * len(batch)
+        self._faults.checkpoint("delivery.after_send")
+        duration_ms = int((time.monotonic() - clock) * 1000)
+        for (message, _), outcome in zip(batch, outcomes, strict=True):
+            attempt = service.AttemptFacts(
+                started_at=started,
+                duration_ms=duration_ms,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                response=outcome.response,
+            )
+            self._record_outcome(message.id, outcome, attempt)
 
     def _record_outcome(self, job_id: str, outcome: Outcome, attempt: service.AttemptFacts) -> None:
         try:

@@ -209,9 +209,10 @@ def test_a_hubspot_that_is_down_gets_every_update_once_it_is_back(server: Server
         messages = db.query(OutboxMessage).filter_by(destination_id=connector["id"]).all()
     # One message per change (the order, its refund), each delivered once.
     assert sorted(m.state for m in messages) == ["delivered", "delivered"]
+    # Both changes were due together once HubSpot was back: one contact in one call,
+    # with the latest state (the refund applied).
     accepted_contacts = upserts(hubspot.received[3:])
-    assert len(accepted_contacts) == 2
-    # Whatever order they went in, HubSpot ends with the latest state.
+    assert len(accepted_contacts) == 1
     assert accepted_contacts[-1]["partnerloop_lifetime_value"] == "6.00"
 
 
@@ -464,8 +465,8 @@ def test_the_circuit_breaker_leaves_a_failing_hubspot_alone_for_a_cooldown(
         sale(api, program["id"], "b-1", "10.00", "b1@example.com")
         sale(api, program["id"], "b-2", "10.00", "b2@example.com")
         running = worker(server.runtime, clock)
-        running.drain()  # both fail: 2 in a row
-        for _ in range(2):  # 4, then 5 in a row: the breaker opens
+        running.drain()  # both go in one call, which fails: 1 in a row
+        for _ in range(4):  # 2, 3, 4, then 5 in a row: the breaker opens
             clock.advance(3600)
             running.drain()
         calls_when_open = len(hubspot.received)
@@ -483,6 +484,7 @@ def test_the_circuit_breaker_leaves_a_failing_hubspot_alone_for_a_cooldown(
         deliveries = api.get("/api/v1/deliveries", params={"connector_id": connector["id"]}).json()
 
     assert calls_when_open == 5
+    assert {len(body["inputs"]) for body in (r.json() for r in hubspot.received[:5])} == {2}
     assert opened.consecutive_failures == 5
     assert opened.paused_until is not None
     assert calls_during_cooldown == 0
@@ -496,21 +498,23 @@ def test_the_rate_budget_defers_calls_without_spending_attempts(
 ) -> None:
     from partnerloop.integrations.hubspot.connector import CONNECTOR as HUBSPOT
 
-    monkeypatch.setattr(HUBSPOT, "rate_limit", (1.0, 2), raising=False)  # 1 a second, 2 at once
+    # One call every 10 s, 2 at once: the test's own pace cannot earn a third token.
+    monkeypatch.setattr(HUBSPOT, "rate_limit", (0.1, 2), raising=False)
     hubspot = ScriptedServer([], then=accepted())
     clock = Clock()
     with hubspot.running(), server.client() as api:
         program = create_program_api(api)
         connector = connect(api, program["id"], hubspot.url)
-        for n in range(3):
-            sale(api, program["id"], f"r-{n}", "10.00", f"r{n}@example.com")
         running = worker(server.runtime, clock)
-        running.drain()
+        for n in range(3):  # three calls within a second
+            sale(api, program["id"], f"r-{n}", "10.00", f"r{n}@example.com")
+            clock.catch_up()
+            running.drain()
         sent_at_once = len(hubspot.received)
         waiting = api.get(
             "/api/v1/deliveries", params={"connector_id": connector["id"], "state": "pending"}
         ).json()["items"]
-        clock.advance(1.1)
+        clock.advance(10.5)
         running.drain()
 
     assert sent_at_once == 2

@@ -172,9 +172,10 @@ def test_an_update_answered_204_or_200_is_delivered(server: Server) -> None:
     with salesforce.running(), server.client() as api:
         program = create_program_api(api)
         connector = connect(api, program["id"], salesforce.url)
-        sale(api, program["id"], "u-1", "10.00", "u@example.com")
-        sale(api, program["id"], "u-2", "10.00", "u@example.com")
-        worker(server.runtime, Clock()).drain()
+        clock = Clock()
+        for order_id in ("u-1", "u-2"):  # one after the other: two calls
+            sale(api, program["id"], order_id, "10.00", "u@example.com")
+            worker(server.runtime, clock).drain()
         upserts(salesforce.received, customer_of(server, program["id"], "u-1"))
         done = deliveries(api, connector["id"])
 
