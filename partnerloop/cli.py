@@ -480,7 +480,7 @@ def deliveries_list(
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
 ) -> None:
     """List deliveries to outgoing connectors, oldest first, with their last error."""
-    from partnerloop.integrations.registry import OUTBOUND
+    from partnerloop.integrations.registry import DELIVERY_KINDS
     from partnerloop.sync.models import OutboxMessage
 
     table = Table("id", "connector", "topic", "state", "attempts", "last error")
@@ -489,7 +489,7 @@ def deliveries_list(
         program_id=None,
         state=state,
         limit=limit,
-        destination_kinds=list(OUTBOUND),
+        destination_kinds=list(DELIVERY_KINDS),
         destination_id=connector,
     )
     for row in rows:

@@ -21,10 +21,10 @@ from partnerloop.core.crypto import FieldCipher
 from partnerloop.core.db import make_engine, make_sessionmaker
 from partnerloop.core.faults import Faults
 from partnerloop.core.settings import Settings, load_old_secret_keys, load_secret_key
+from partnerloop.integrations import crm_to_shop, outbound, scheduled
 from partnerloop.integrations import inbound as shop_inbound
-from partnerloop.integrations import outbound, scheduled
 from partnerloop.integrations.postback import handler as postback
-from partnerloop.integrations.registry import CRM_CONNECTORS, SHOPS
+from partnerloop.integrations.registry import CRM_CONNECTORS, CRM_WEBHOOKS, SHOPS, WRITING_SHOPS
 from partnerloop.integrations.webhooks.connector import KIND as WEBHOOK_KIND
 from partnerloop.sync.fanout import Subscriber, make_fanout
 from partnerloop.sync.service import FANOUT_KIND
@@ -65,6 +65,9 @@ class Runtime:
             inbound={
                 postback.KIND: postback.make_handler(cipher),
                 shop_inbound.KIND: shop_inbound.make_handler(cipher, SHOPS),
+                crm_to_shop.INBOUND_KIND: crm_to_shop.make_handler(
+                    cipher, CRM_WEBHOOKS, WRITING_SHOPS
+                ),
             },
             local={FANOUT_KIND: make_fanout(cipher, self.subscribers)},
             remote={
@@ -75,6 +78,13 @@ class Runtime:
                         timeout=self.settings.webhook_timeout_seconds
                     ),
                     disable_after=self.settings.webhook_disable_after,
+                    clock=clock,
+                ),
+                crm_to_shop.DESTINATION_KIND: crm_to_shop.make_deliverer(
+                    self.sessions,
+                    cipher,
+                    WRITING_SHOPS,
+                    client_factory=lambda: httpx.Client(timeout=30.0),
                     clock=clock,
                 ),
             },

@@ -62,7 +62,8 @@ def _check_url(value: str, field: str) -> str:
 class ConnectorKind(Protocol):
     """What every connector kind (shop in, CRM or webhook out) declares about its settings.
     Optional: `list_settings` (names whose value is a list of text, checked by
-    `check_list`) and `check_secret` (outgoing kinds: check or make the secret)."""
+    `check_list`), `check_secret` (outgoing kinds: check or make the secret) and
+    `check_credentials` (raise InvalidInput unless the credentials given go together)."""
 
     kind: str
     settings_fields: Mapping[str, bool]
@@ -132,6 +133,17 @@ def check_settings(shop: ConnectorKind, settings: Mapping[str, Any]) -> dict[str
     return cleaned
 
 
+def check_switch(settings: Mapping[str, Any], name: str) -> None:
+    """A setting that turns something on: "on" or "off" (absent: off)."""
+    value = settings.get(name)
+    if value is not None and value not in ("on", "off"):
+        raise InvalidInput(
+            f'settings.{name} must be "on" or "off".',
+            code="invalid_setting",
+            field=f"settings.{name}",
+        )
+
+
 def _check_minutes(value: Any) -> int:
     low, high = 5, 1440  # every 5 minutes to once a day
     if isinstance(value, str) and value.strip().isdigit():
@@ -187,6 +199,9 @@ def _check_credentials(shop: ConnectorKind, credentials: Mapping[str, Any]) -> d
                 field=f"credentials.{name}",
             )
         cleaned[name] = value
+    check = getattr(shop, "check_credentials", None)  # which ones a kind needs together
+    if check is not None:
+        check(cleaned)
     return cleaned
 
 

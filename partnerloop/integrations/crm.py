@@ -55,6 +55,36 @@ class CrmChange:
     event_id: str
 
 
+@dataclass(frozen=True)
+class DealFacts:
+    """An order as a CRM deal (HubSpot deal, Pipedrive deal), when the connector's
+    `deals` setting is on. Upserted by the order id, so a retry or a later state
+    of the order (paid, refunded, cancelled) updates the same deal."""
+
+    order_id: str  # the shop's order id: the deal's key at the CRM
+    name: str  # e.g. "Order #1001"
+    amount_minor: int  # what the customer paid less refunds, in minor units
+    currency: str
+    stage: str  # open (placed, not paid) | won (paid) | lost (cancelled or fully refunded)
+    ordered_at: datetime
+    contact_remote_id: str | None  # the CRM's id of the customer's contact, to associate
+    affiliate: str | None  # the referring affiliate's name, or None
+
+
+class DealsCrm(Protocol):
+    """A CRM that records orders as deals."""
+
+    def upsert_deals(
+        self,
+        client: httpx.Client,
+        *,
+        settings: Mapping[str, Any],
+        credentials: Mapping[str, str],
+        deals: Sequence[DealFacts],
+        now: datetime,
+    ) -> Verdict: ...  # remote_ids and rejected keyed by order_id
+
+
 class CrmConnector(Protocol):
     kind: str
     settings_fields: Mapping[str, bool]

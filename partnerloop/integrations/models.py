@@ -64,11 +64,16 @@ class SyncDecision(Base):
 
 
 class CrmLink(Base):
-    """One customer at one CRM: the CRM's id for them, and the per-contact lease
-    that keeps two deliveries of one contact from overtaking each other."""
+    """One customer at one remote system (a CRM, or a shop written back to): the
+    remote id for them, the per-customer lease that keeps two deliveries from
+    overtaking each other, and the values the CRM last told us (segment,
+    lifecycle stage, tags) for the write-back to the shop."""
 
     __tablename__ = "crm_links"
-    __table_args__ = (UniqueConstraint("connector_id", "customer_id"),)
+    __table_args__ = (
+        UniqueConstraint("connector_id", "customer_id"),
+        Index(None, "connector_id", "remote_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     connector_id: Mapped[str] = mapped_column(String(32))
@@ -77,4 +82,6 @@ class CrmLink(Base):
     locked_by: Mapped[str | None] = mapped_column(String(64))
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # {property: {value, at}}, encrypted: tags and segments can say a lot about a person.
+    crm_values_enc: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -19,18 +19,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from partnerloop.core.clock import utcnow
 from partnerloop.core.crypto import FieldCipher
-from partnerloop.core.db import insert_if_absent, transaction
+from partnerloop.core.db import transaction
 from partnerloop.core.errors import Conflict
 from partnerloop.core.ids import new_id
-from partnerloop.integrations import conflicts, connectors, mapping
-from partnerloop.integrations.crm import CrmConnector, Verdict
+from partnerloop.integrations import conflicts, connectors, links, mapping
+from partnerloop.integrations.crm import CrmConnector, DealFacts, Verdict
 from partnerloop.integrations.mapping import Mapping as FieldMapping
-from partnerloop.integrations.models import Connector, CrmLink, SyncDecision
+from partnerloop.integrations.models import Connector, SyncDecision
 from partnerloop.integrations.registry import CRMS
 from partnerloop.integrations.webhooks.connector import CONNECTOR as WEBHOOK
 from partnerloop.orders import profiles
@@ -172,7 +172,7 @@ def make_crm_deliverer(
         # One delivery per contact at a time, and the contacts' state is read only
         # once their leases are held: two updates of one contact never overtake each other.
         token = random_secrets.token_hex(8)
-        held = [c for c in first_message if _take_contact(sessions, connector_id, c, token, now)]
+        held = [c for c in first_message if links.lease(sessions, connector_id, c, token, now)]
         results: dict[str, Outcome] = {}
         remote_ids: dict[str, str] = {}
         try:
@@ -188,19 +188,74 @@ def make_crm_deliverer(
                     results = dict.fromkeys(held, spent)
                 else:
                     results, remote_ids = _sync_contacts(connector_id, held, first_message, now)
+            in_flight = Outcome(
+                ok=False,
+                error="another delivery of this contact is in flight",
+                retry_after=links.RETRY_SECONDS,
+                deferred=True,
+            )
+            nobody = Outcome(ok=True, response="no customer on this order: nothing to sync")
+            outcomes = [nobody if c is None else results.get(c, in_flight) for c in customers]
+            # The orders as deals, while the contacts' leases are still held.
+            return _sync_deals(connector_id, batch, outcomes, remote_ids, now)
         finally:
             for customer_id in held:
-                _release_contact(
+                links.release(
                     sessions, connector_id, customer_id, token, remote_ids.get(customer_id)
                 )
-        in_flight = Outcome(
-            ok=False,
-            error="another delivery of this contact is in flight",
-            retry_after=CONTACT_RETRY_SECONDS,
-            deferred=True,
+
+    def _sync_deals(
+        connector_id: str,
+        batch: Sequence[tuple[OutboxMessage, dict[str, Any]]],
+        outcomes: list[Outcome],
+        remote_ids: Mapping[str, str],
+        now: datetime,
+    ) -> list[Outcome]:
+        """With the connector's `deals` setting on, each order whose contact went
+        through is upserted as a deal (by its order id), associated to the contact."""
+        upsert_deals = getattr(crm, "upsert_deals", None)
+        deals: dict[str, DealFacts] = {}
+        order_of: dict[int, str] = {}
+        with sessions() as session:
+            connector = session.get_one(Connector, connector_id)
+            if upsert_deals is None or connector.settings.get("deals") != "on":
+                return outcomes
+            config = connectors.config_of(session, cipher, connector)
+            for index, ((_, payload), outcome) in enumerate(zip(batch, outcomes, strict=True)):
+                data = payload.get("data") or {}
+                facts = profiles.order_facts(session, cipher, str(data.get("id", "")))
+                if not outcome.ok or facts is None:
+                    continue
+                customer_id = facts.pop("customer_id")
+                contact = remote_ids.get(customer_id) if customer_id else None
+                if customer_id and contact is None:
+                    contact = links.remote_id(session, connector_id, customer_id)
+                deals[facts["order_id"]] = DealFacts(**facts, contact_remote_id=contact)
+                order_of[index] = facts["order_id"]
+        if not deals:
+            return outcomes
+        verdict = upsert_deals(
+            client,
+            settings=config.settings,
+            credentials=config.credentials,
+            deals=list(deals.values()),
+            now=now,
         )
-        nobody = Outcome(ok=True, response="no customer on this order: nothing to sync")
-        return [nobody if c is None else results.get(c, in_flight) for c in customers]
+        outcome = _settle_verdict(sessions, cipher, connector_id, verdict, now)
+        rejected = verdict.rejected or {}
+        for index, order_id in order_of.items():
+            if order_id in rejected:
+                outcomes[index] = Outcome(
+                    ok=False,
+                    error=f"{crm.kind} refused the deal of order {order_id}: {rejected[order_id]}",
+                    permanent=True,
+                    status_code=outcome.status_code,
+                    response=outcome.response,
+                )
+            elif not outcome.ok:
+                # The contact is sent again with the retry: harmless, it is an upsert.
+                outcomes[index] = outcome
+        return outcomes
 
     def _sync_contacts(
         connector_id: str,
@@ -307,64 +362,6 @@ def make_crm_deliverer(
         return results, remote_ids
 
     return deliver
-
-
-CONTACT_LEASE_SECONDS = 120  # longer than a read and a write at the HTTP timeout
-CONTACT_RETRY_SECONDS = 1.0
-
-
-def _take_contact(
-    sessions: sessionmaker[Session], connector_id: str, customer_id: str, token: str, now: datetime
-) -> bool:
-    """Lease the contact for one delivery; False while another delivery holds it.
-    A worker that dies holding it frees it when the lease runs out."""
-    with transaction(sessions) as session:
-        insert_if_absent(
-            session,
-            CrmLink.__table__,  # type: ignore[arg-type]
-            {
-                "id": new_id("crm_link"),
-                "connector_id": connector_id,
-                "customer_id": customer_id,
-                "created_at": now,
-            },
-            conflict_columns=("connector_id", "customer_id"),
-        )
-        taken: CursorResult[Any] = session.execute(  # type: ignore[assignment]
-            update(CrmLink)
-            .where(
-                CrmLink.connector_id == connector_id,
-                CrmLink.customer_id == customer_id,
-                or_(CrmLink.locked_until.is_(None), CrmLink.locked_until < now),
-            )
-            .values(
-                locked_by=token,
-                locked_until=now + timedelta(seconds=CONTACT_LEASE_SECONDS),
-            )
-        )
-        return taken.rowcount == 1
-
-
-def _release_contact(
-    sessions: sessionmaker[Session],
-    connector_id: str,
-    customer_id: str,
-    token: str,
-    remote_id: str | None,
-) -> None:
-    values: dict[str, Any] = {"locked_by": None, "locked_until": None}
-    if remote_id is not None:
-        values.update(remote_id=remote_id, last_sent_at=utcnow())
-    with transaction(sessions) as session:
-        session.execute(
-            update(CrmLink)
-            .where(
-                CrmLink.connector_id == connector_id,
-                CrmLink.customer_id == customer_id,
-                CrmLink.locked_by == token,
-            )
-            .values(**values)
-        )
 
 
 def _settle_verdict(

@@ -113,3 +113,32 @@ def last_change(session: Session, customer_id: str) -> datetime | None:
         .order_by(Conversion.created_at.desc())
         .limit(1)
     )
+
+
+def order_facts(session: Session, cipher: FieldCipher, conversion_id: str) -> dict[str, Any] | None:
+    """An order as a CRM deal should see it, now: its net value (the commission base
+    less refunds), its stage (open: placed, not paid; won: paid; lost: cancelled
+    or refunded in full) and the affiliate who referred it."""
+    conversion = session.get(Conversion, conversion_id)
+    if conversion is None:
+        return None
+    net = max(conversion.amount_minor - conversion.refunded_minor, 0)
+    if conversion.status == "cancelled" or (conversion.amount_minor > 0 and net == 0):
+        stage = "lost"
+    elif conversion.status == "pending":
+        stage = "open"
+    else:
+        stage = "won"
+    affiliate = session.get(Affiliate, conversion.affiliate_id) if conversion.affiliate_id else None
+    return {
+        "order_id": conversion.order_id,
+        "name": f"Order {conversion.order_number or conversion.order_id}",
+        "amount_minor": net,
+        "currency": conversion.currency,
+        "stage": stage,
+        "ordered_at": conversion.ordered_at,
+        "customer_id": conversion.customer_id,
+        "affiliate": cipher.decrypt(affiliate.name_enc, field=AFFILIATE_NAME_FIELD)
+        if affiliate is not None
+        else None,
+    }

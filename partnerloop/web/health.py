@@ -5,7 +5,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from partnerloop.core.clock import utcnow
-from partnerloop.integrations.registry import OUTBOUND
+from partnerloop.integrations.registry import DELIVERY_KINDS
 from partnerloop.runtime import Runtime
 from partnerloop.sync import service as sync
 from partnerloop.web.deps import RuntimeDep
@@ -56,7 +56,9 @@ def sync_metrics(runtime: Runtime) -> str:
     """Per-connector sync gauges, read from the database at scrape time (so every
     worker process's deliveries count, not only this process's)."""
     with runtime.sessions() as session:
-        stats = sync.destination_stats(session, kinds=list(OUTBOUND), program_id=None, now=utcnow())
+        stats = sync.destination_stats(
+            session, kinds=list(DELIVERY_KINDS), program_id=None, now=utcnow()
+        )
     lines = []
     for name, help_text, attribute in SYNC_GAUGES:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]

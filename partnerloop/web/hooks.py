@@ -1,4 +1,5 @@
-"""POST /hooks/{connector_id}: where shops deliver their webhooks.
+"""POST /hooks/{connector_id}: where shops (and CRMs: HubSpot, Pipedrive) deliver
+their webhooks.
 
 The connector verifies the request on its raw bytes; a bad signature is a 401
 and nothing is stored. A verified request is stored in the inbox (idempotent
@@ -19,9 +20,9 @@ from pydantic import BaseModel, Field
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
 from partnerloop.core.errors import InvalidInput, NotFound, Unauthorized
-from partnerloop.integrations import connectors
+from partnerloop.integrations import connectors, crm_to_shop
 from partnerloop.integrations.models import Connector
-from partnerloop.integrations.registry import SHOPS
+from partnerloop.integrations.registry import CRM_WEBHOOKS, SHOPS
 from partnerloop.integrations.shop import Answer, BadSignature, WebhookRequest
 from partnerloop.sync import service as sync
 from partnerloop.web import metrics
@@ -50,27 +51,34 @@ async def _handle(request: Request, runtime: RuntimeDep, connector_id: str) -> R
         body=body,
     )
 
+    # The URL as the sender called it (HubSpot signs it): our public address, not
+    # the one a proxy in front of us forwarded to.
+    public_url = connectors.webhook_url(runtime.settings.public_url, connector_id)
+    if request.url.query:
+        public_url += f"?{request.url.query}"
+
     def store() -> HookAccepted | Answer:
         with transaction(runtime.sessions) as session:
             connector = session.get(Connector, connector_id)
             if connector is None:
                 raise NotFound(f"No connector {connector_id}.", code="connector_not_found")
             shop = SHOPS.get(connector.kind)
-            if shop is None:
+            crm = CRM_WEBHOOKS.get(connector.kind)
+            if shop is None and crm is None:
                 raise NotFound(
                     f"Connector {connector_id} is of kind {connector.kind!r}, which this "
                     "version does not receive webhooks for.",
                     code="connector_not_found",
                 )
             now = utcnow()
-            config = connectors.config_of(session, runtime.cipher, connector)
+            secrets = connectors.secrets_of(runtime.cipher, connector)
             try:
-                verified = shop.verify(
-                    webhook,
-                    secrets=connectors.secrets_of(runtime.cipher, connector),
-                    config=config,
-                    now=now,
-                )
+                if shop is not None:
+                    config = connectors.config_of(session, runtime.cipher, connector)
+                    verified = shop.verify(webhook, secrets=secrets, config=config, now=now)
+                else:
+                    assert crm is not None
+                    verified = crm.verify(webhook, secrets=secrets, url=public_url, now=now)
             except BadSignature as error:
                 raise Unauthorized(str(error), code="invalid_signature") from None
             if isinstance(verified, Answer):
@@ -78,7 +86,7 @@ async def _handle(request: Request, runtime: RuntimeDep, connector_id: str) -> R
             received = sync.receive(
                 session,
                 runtime.cipher,
-                kind=connectors.INBOUND_KIND,
+                kind=connectors.INBOUND_KIND if shop is not None else crm_to_shop.INBOUND_KIND,
                 source=connectors.source_of(connector.id),
                 external_id=verified.event_id[:512],
                 topic=verified.topic,
@@ -111,7 +119,7 @@ async def _handle(request: Request, runtime: RuntimeDep, connector_id: str) -> R
     responses=ERRORS,
 )
 async def receive_webhook(request: Request, runtime: RuntimeDep, connector_id: str) -> Response:
-    """A shop's webhook, with the vendor's own headers and raw body.
+    """A shop's or CRM's webhook, with the vendor's own headers and raw body.
 
     200 once the event is stored (a redelivery answers `duplicate`), 401 when
     the signature does not match the connector's secret (nothing stored), 404

@@ -333,9 +333,16 @@ def test_a_refused_refresh_asks_to_reconnect(server: Server, name: str, descript
     assert stored == CREDENTIALS
 
 
+def upserted(*ids: str) -> Reply:
+    """sObject Collections' answer: one UpsertResult per record, in input order."""
+    results = [{"id": i, "success": True, "errors": [], "created": True} for i in ids]
+    return Reply(200, {"content-type": "application/json"}, json.dumps(results).encode())
+
+
 def test_the_org_request_limit_pauses_the_connector_for_an_hour(server: Server) -> None:
     limited = errors(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
-    salesforce = ScriptedServer([limited], then=created())
+    # Both customers are due together: one sObject Collections upsert of both.
+    salesforce = ScriptedServer([limited], then=upserted("003A", "003B"))
     clock = Clock()
     with salesforce.running(), server.client() as api:
         program = create_program_api(api)
@@ -357,14 +364,18 @@ def test_the_org_request_limit_pauses_the_connector_for_an_hour(server: Server) 
         done = deliveries(api, connector["id"])
         customers = {customer_of(server, program["id"], o) for o in ("l-1", "l-2")}
 
-    # One call hit the limit; the other message waited without calling Salesforce.
+    # One call (both customers) hit the limit; nothing was sent while paused.
     assert asked_at_first == 1
     assert paused_until == started + timedelta(hours=1)
     assert asked_within_the_hour == 1
     assert [d["state"] for d in done] == ["delivered", "delivered"]
-    sent = {r.path.rsplit("/", 1)[1] for r in salesforce.received[1:]}
-    assert sent == customers
-    assert len(salesforce.received) == 3
+    for request in salesforce.received:
+        assert (request.method, request.path) == (
+            "PATCH",
+            f"{API}/composite/sobjects/Contact/{KEY}",
+        )
+        assert {r[KEY] for r in request.json()["records"]} == customers
+    assert len(salesforce.received) == 2
 
 
 def test_a_salesforce_that_is_down_gets_the_update_once_it_is_back(server: Server) -> None:

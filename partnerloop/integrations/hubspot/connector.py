@@ -2,41 +2,85 @@
 
 `POST /crm/v3/objects/contacts/batch/upsert` with `idProperty: email` creates
 the contact or updates it, so a retried delivery does the same thing twice
-and no duplicate contact appears. Authentication: a private app's access token
-(`Authorization: Bearer`).
+and no duplicate contact appears. One call takes up to 100 inputs (HubSpot's
+batch limit); more contacts are split into calls of 100 and the answers
+combined. The same e-mail twice in one call is an error at HubSpot, so a batch
+is deduplicated by e-mail (ignoring case) first: the last contact wins.
+
+Authentication (credentials), either:
+- a private app's `access_token` (`Authorization: Bearer`), used as is; or
+- an OAuth app: `refresh_token`, `client_id`, `client_secret`, plus the
+  `access_token` and its `expires_at` (ISO 8601) once we have them. Before a
+  call, a missing token or one that expires within 60 s is renewed with
+  `POST {api_base}/oauth/v1/token` (form: grant_type=refresh_token, client_id,
+  client_secret, refresh_token; answer {access_token, refresh_token,
+  expires_in}); a 401 renews it once more and repeats the call once. The new
+  credentials (every key, expires_at = now + expires_in) go back in
+  `Verdict.credentials` to be stored, also when the call itself then fails.
+  A renewal refused (400 BAD_REFRESH_TOKEN / invalid_grant, any other 4xx but
+  429) dead-letters "reconnect HubSpot: ..."; the token endpoint down (5xx,
+  429, timeout) is retried. Nothing from the token endpoint's answer reaches the
+  attempt log (it holds tokens).
+`check_credentials` accepts exactly these two forms (see connectors.create).
 
 Answers and what they mean (../shared/fixtures/NOTES.md section 5):
-- 200/201: accepted. 207 Multi-Status: some inputs failed; the errors say why.
+- 200/201: every input accepted (the `errors` of HubSpot's documented example
+  body are a schema template and are ignored on a 200).
+- 207 Multi-Status: some inputs failed. Each error's `context` ({name: [values]})
+  names the inputs it is about by their e-mail: those contacts go to
+  `Verdict.rejected` {e-mail: HubSpot's message}, the others count as delivered.
+  An error that names no input of the call (HubSpot does not always say which
+  one failed) makes the whole call a retryable failure: we cannot tell the good
+  contacts from the bad, and redoing an upsert is harmless; after its attempts
+  run out the engine dead-letters the batch. A call of one contact is the
+  exception: the error can only be about that one. When every contact is
+  refused the outcome itself is a permanent failure (nothing was delivered).
 - 429 with policyName SECONDLY (or any other interval): wait (Retry-After, else
   one second). 429 DAILY: the account's daily quota is used up until midnight in
   the account's time zone: the whole connector pauses until then.
-- 401: the token is wrong or was revoked: retried (the merchant fixes it), and
-  the attempt log says so. 400/403/404/409: our payload or a property is wrong
-  (e.g. a custom property that does not exist): dead-lettered with HubSpot's
-  message, replayable after the fix. 5xx and timeouts: retried.
+- 401: a private app's token is wrong or was revoked: retried (the merchant
+  fixes it), and the attempt log says so. 400/403/404/409/422: our payload or a
+  property is wrong (e.g. a custom property that does not exist): dead-lettered
+  with HubSpot's message, replayable after the fix; in a batch split over
+  several calls, a call refused that way puts its contacts in `rejected` and the
+  other calls still count. 5xx and timeouts: retried (the first retryable
+  failure ends the batch; its retry redoes the calls already made, harmlessly).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
 from partnerloop.core.clock import parse_datetime
 from partnerloop.core.errors import InvalidInput
-from partnerloop.integrations.crm import CrmRecord, Verdict
+from partnerloop.integrations.connectors import check_switch
+from partnerloop.integrations.crm import CrmRecord, DealFacts, Verdict
 from partnerloop.sync.worker import Outcome
 
 KIND = "hubspot"
 DEFAULT_API_BASE = "https://api.hubapi.com"
 UPSERT_PATH = "/crm/v3/objects/contacts/batch/upsert"
 READ_PATH = "/crm/v3/objects/contacts/batch/read"
+OAUTH_PATH = "/oauth/v1/token"
+BATCH_LIMIT = 100  # inputs per batch call (upsert and read)
 MAX_RESPONSE_CHARS = 1000
 PERMANENT_STATUSES = (400, 403, 404, 409, 422)
+OAUTH_FIELDS = ("refresh_token", "client_id", "client_secret")
+# Renew a token this close to its expiry: a call started just before it runs out
+# would otherwise be refused halfway through a batch.
+REFRESH_MARGIN = timedelta(seconds=60)
+_T = TypeVar("_T")
+MISSING_AUTH = (
+    "no HubSpot access token (credentials.access_token, or an OAuth app's "
+    "refresh_token, client_id and client_secret)"
+)
 
 
 def next_midnight(now: datetime, timezone: str) -> datetime:
@@ -52,13 +96,173 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _invalid_credentials(detail: str, field: str, code: str = "missing_credential") -> InvalidInput:
+    return InvalidInput(detail, code=code, field=field)
+
+
+class _Stop(Exception):
+    """A call that cannot go on (no token, a refused renewal, HubSpot unreachable)."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(verdict.outcome.error)
+        self.verdict = verdict
+
+
+class _Auth:
+    """The credentials of one upsert or read, renewed on the way for an OAuth app."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        base: str,
+        credentials: Mapping[str, str],
+        now: datetime,
+    ) -> None:
+        self.client = client
+        self.base = base
+        self.credentials = dict(credentials)
+        self.now = now
+        self.renewed = False  # the credentials changed: hand them back to be stored
+        self._renewed_after_401 = False
+
+    @property
+    def oauth(self) -> bool:
+        return all(self.credentials.get(name) for name in OAUTH_FIELDS)
+
+    def with_credentials(self, verdict: Verdict) -> Verdict:
+        return replace(verdict, credentials=dict(self.credentials)) if self.renewed else verdict
+
+    def post(self, path: str, body: Mapping[str, Any], *, what: str) -> httpx.Response:
+        """POST to HubSpot with a valid token; raises _Stop when it cannot."""
+        if self.oauth and self._expiring():
+            self._renew()
+        response = self._send(path, body, what=what)
+        if response.status_code == 401 and self.oauth and not self._renewed_after_401:
+            # The token was revoked or expired early: renew once, repeat once.
+            self._renewed_after_401 = True
+            self._renew()
+            response = self._send(path, body, what=what)
+        return response
+
+    def _expiring(self) -> bool:
+        if not self.credentials.get("access_token"):
+            return True
+        expires_at = self.credentials.get("expires_at")
+        if not expires_at:
+            return False  # unknown: use it; a 401 renews it
+        try:
+            return parse_datetime(expires_at) - self.now <= REFRESH_MARGIN
+        except ValueError:
+            return True
+
+    def _send(self, path: str, body: Mapping[str, Any], *, what: str) -> httpx.Response:
+        token = self.credentials.get("access_token")
+        if not token:
+            raise _Stop(Verdict(Outcome(ok=False, error=MISSING_AUTH)))
+        try:
+            return self.client.post(
+                self.base + path, json=dict(body), headers={"Authorization": f"Bearer {token}"}
+            )
+        except httpx.TimeoutException:
+            raise _Stop(
+                self.with_credentials(
+                    Verdict(Outcome(ok=False, error=f"HubSpot did not answer in time ({what})"))
+                )
+            ) from None
+        except httpx.HTTPError as error:
+            raise _Stop(
+                self.with_credentials(
+                    Verdict(Outcome(ok=False, error=f"could not reach HubSpot ({what}): {error}"))
+                )
+            ) from None
+
+    def _renew(self) -> None:
+        form = {
+            "grant_type": "refresh_token",
+            "client_id": self.credentials["client_id"],
+            "client_secret": self.credentials["client_secret"],
+            "refresh_token": self.credentials["refresh_token"],
+        }
+        try:
+            response = self.client.post(
+                self.base + OAUTH_PATH, data=form, headers={"Accept": "application/json"}
+            )
+        except httpx.TimeoutException:
+            raise _Stop(
+                Verdict(Outcome(ok=False, error="HubSpot's token endpoint did not answer in time"))
+            ) from None
+        except httpx.HTTPError as error:
+            raise _Stop(
+                Verdict(
+                    Outcome(
+                        ok=False,
+                        error=f"could not reach HubSpot's token endpoint: {type(error).__name__}",
+                    )
+                )
+            ) from None
+        status = response.status_code
+        # Never keep this answer in the attempt log: it holds tokens.
+        data = _json(response)
+        token = data.get("access_token") or data.get("accessToken")
+        if status == 200 and isinstance(token, str) and token:
+            updated = {**self.credentials, "access_token": token}
+            rotated = data.get("refresh_token") or data.get("refreshToken")
+            if isinstance(rotated, str) and rotated:
+                updated["refresh_token"] = rotated
+            lifetime = data.get("expires_in", data.get("expiresIn"))
+            if isinstance(lifetime, int | float) and not isinstance(lifetime, bool):
+                updated["expires_at"] = (self.now + timedelta(seconds=lifetime)).isoformat()
+            else:
+                updated.pop("expires_at", None)  # unknown: a 401 will tell
+            self.credentials = updated
+            self.renewed = True
+            return
+        if status >= 500 or status == 429:
+            raise _Stop(
+                Verdict(
+                    Outcome(
+                        ok=False,
+                        error=f"HubSpot's token endpoint answered {status}",
+                        retry_after=_retry_after(response),
+                        status_code=status,
+                    )
+                )
+            )
+        code = str(data.get("status") or data.get("error") or f"HTTP {status}")
+        message = str(data.get("message") or data.get("error_description") or code)
+        raise _Stop(
+            Verdict(
+                Outcome(
+                    ok=False,
+                    error=f"reconnect HubSpot: {message} ({code})",
+                    permanent=True,
+                    status_code=status,
+                )
+            )
+        )
+
+
 class HubSpotConnector:
     kind = KIND
     key_property = "email"
     # HubSpot's published burst limit for private apps: 100 requests per 10 seconds.
     rate_limit = (10.0, 100)
-    settings_fields: Mapping[str, bool] = {"timezone": False}
-    credential_fields: Sequence[str] = ("access_token",)
+    settings_fields: Mapping[str, bool] = {
+        "timezone": False,
+        # Orders as deals (partnerloop.integrations.hubspot.deals): "on" or "off".
+        "deals": False,
+        "deal_pipeline": False,
+        "deal_stages": False,
+    }
+    # CRM properties whose changes (by webhook) are written back to the shop customer.
+    list_settings: Sequence[str] = ("write_back",)
+    credential_fields: Sequence[str] = (
+        "access_token",
+        "refresh_token",
+        "client_id",
+        "client_secret",
+        "expires_at",
+    )
 
     def as_stored(self, value: Any) -> Any:
         """How HubSpot holds a value we send (as text): conflicts compare like with like."""
@@ -68,7 +272,48 @@ class HubSpotConnector:
         """The app's client secret, for HubSpot's signed webhooks (optional)."""
         return secret or ""
 
+    def check_credentials(self, credentials: Mapping[str, str]) -> None:
+        """A private app's access_token alone, or an OAuth app's refresh_token,
+        client_id and client_secret (with access_token and expires_at if known)."""
+        given = [name for name in OAUTH_FIELDS if credentials.get(name)]
+        if given:
+            missing = [name for name in OAUTH_FIELDS if not credentials.get(name)]
+            if missing:
+                raise _invalid_credentials(
+                    "A HubSpot OAuth app needs refresh_token, client_id and client_secret "
+                    f"together; missing: {', '.join(missing)}.",
+                    f"credentials.{missing[0]}",
+                )
+        elif not credentials.get("access_token"):
+            raise _invalid_credentials(
+                "A HubSpot connector needs credentials: a private app's access_token, or an "
+                "OAuth app's refresh_token, client_id and client_secret.",
+                "credentials",
+            )
+        expires_at = credentials.get("expires_at")
+        if expires_at is None:
+            return
+        if not given:
+            raise _invalid_credentials(
+                "credentials.expires_at goes with an OAuth app's refresh_token, client_id "
+                "and client_secret; a private app's token does not expire.",
+                "credentials.expires_at",
+                "invalid_credential",
+            )
+        try:
+            parse_datetime(expires_at)
+        except ValueError:
+            raise _invalid_credentials(
+                "credentials.expires_at must be an ISO 8601 time, e.g. 2026-11-24T12:30:00+00:00.",
+                "credentials.expires_at",
+                "invalid_credential",
+            ) from None
+
     def validate(self, settings: Mapping[str, Any]) -> None:
+        from partnerloop.integrations.hubspot import deals  # it imports this module
+
+        check_switch(settings, "deals")
+        deals.check_deal_settings(settings)
         name = str(settings.get("timezone") or "UTC")
         try:
             ZoneInfo(name)
@@ -79,6 +324,21 @@ class HubSpotConnector:
                 field="settings.timezone",
             ) from None
 
+    def upsert_deals(
+        self,
+        client: httpx.Client,
+        *,
+        settings: Mapping[str, Any],
+        credentials: Mapping[str, str],
+        deals: Sequence[DealFacts],
+        now: datetime,
+    ) -> Verdict:
+        from partnerloop.integrations.hubspot import deals as hubspot_deals
+
+        return hubspot_deals.upsert_deals(
+            client, settings=settings, credentials=credentials, deals=deals, now=now
+        )
+
     def upsert_contacts(
         self,
         client: httpx.Client,
@@ -88,41 +348,124 @@ class HubSpotConnector:
         contacts: Sequence[Mapping[str, Any]],
         now: datetime,
     ) -> Verdict:
-        """Upsert contacts (property dicts that include `email`) in one batch call."""
-        token = credentials.get("access_token")
-        if not token:
-            return Verdict(
-                Outcome(ok=False, error="no HubSpot access token (credentials.access_token)")
-            )
-        base = str(settings.get("api_base_url") or DEFAULT_API_BASE).rstrip("/")
-        body = {
-            "inputs": [
-                {
-                    "id": str(contact["email"]),
-                    "idProperty": "email",
-                    "properties": {k: _text(v) for k, v in contact.items() if v is not None},
-                }
-                for contact in contacts
-            ]
-        }
+        """Upsert contacts (property dicts that include `email`) in batch calls of
+        up to 100. A contact without an e-mail has no key and is left out (the
+        deliverer never passes one)."""
+        unique: dict[str, Mapping[str, Any]] = {}
+        for contact in contacts:
+            email = contact.get("email")
+            if not email:
+                continue
+            key = str(email).lower()  # HubSpot matches e-mails ignoring case
+            unique.pop(key, None)  # the last one wins, in its own place
+            unique[key] = contact
+        if not unique:
+            return Verdict(Outcome(ok=True, response="no contacts: nothing to sync"))
+        auth = _Auth(client, _base(settings), credentials, now)
+        remote_ids: dict[str, str] = {}
+        rejected: dict[str, str] = {}
+        last: Outcome | None = None
+        whole_failures: list[Outcome] = []
+        chunks = list(_chunks(list(unique.items())))
         try:
-            response = client.post(
-                base + UPSERT_PATH,
-                json=body,
-                headers={"Authorization": f"Bearer {token}"},
+            for chunk in chunks:
+                body = {
+                    "inputs": [
+                        {
+                            "id": str(contact["email"]),
+                            "idProperty": "email",
+                            "properties": {
+                                k: _text(v) for k, v in contact.items() if v is not None
+                            },
+                        }
+                        for _, contact in chunk
+                    ]
+                }
+                keys = [key for key, _ in chunk]
+                response = auth.post(UPSERT_PATH, body, what="upsert")
+                if response.status_code in (200, 201, 207):
+                    outcome, ids, refused = self._settle_batch(response, keys)
+                    if not outcome.ok:
+                        return auth.with_credentials(Verdict(outcome))
+                    remote_ids.update(ids)
+                    rejected.update(refused)
+                    last = outcome
+                    continue
+                verdict = self.judge(response, settings=settings, now=now)
+                if not verdict.outcome.permanent:
+                    return auth.with_credentials(verdict)
+                # Refused as a whole for good: these contacts are dead, the other calls count.
+                whole_failures.append(verdict.outcome)
+                rejected.update(dict.fromkeys(keys, str(verdict.outcome.error)))
+                last = verdict.outcome
+        except _Stop as stop:
+            return auth.with_credentials(stop.verdict)
+        assert last is not None  # at least one call was made
+        if len(rejected) < len(unique):
+            outcome = Outcome(ok=True, status_code=last.status_code, response=last.response)
+            return auth.with_credentials(
+                Verdict(outcome, remote_ids=remote_ids, rejected=rejected or None)
             )
-        except httpx.TimeoutException:
-            return Verdict(Outcome(ok=False, error="HubSpot did not answer in time"))
-        except httpx.HTTPError as error:
-            return Verdict(Outcome(ok=False, error=f"could not reach HubSpot: {error}"))
-        verdict = self.judge(response, settings=settings, now=now)
-        results = _json(response).get("results") or []
-        if verdict.outcome.ok and not verdict.remote_ids and len(contacts) == len(results) == 1:
-            # One contact in, one result out: that is its id, even when HubSpot does
-            # not echo the e-mail property back.
-            key = str(contacts[0]["email"]).lower()
-            return Verdict(verdict.outcome, remote_ids={key: str(results[0].get("id"))})
-        return verdict
+        # Every contact refused: nothing was delivered.
+        if len(chunks) == 1 and whole_failures:
+            outcome = whole_failures[0]  # one call refused as a whole: its own answer
+        else:
+            first = next(iter(rejected.values()))
+            outcome = Outcome(
+                ok=False,
+                error=f"HubSpot refused every contact: {first}",
+                permanent=True,
+                status_code=last.status_code,
+                response=last.response,
+            )
+        return auth.with_credentials(Verdict(outcome, remote_ids=remote_ids, rejected=rejected))
+
+    def _settle_batch(
+        self, response: httpx.Response, keys: Sequence[str]
+    ) -> tuple[Outcome, dict[str, str], dict[str, str]]:
+        """A 200/201/207 answer: (outcome, remote ids, rejected) for this call's keys."""
+        status = response.status_code
+        excerpt = response.text[:MAX_RESPONSE_CHARS] if response.content else None
+        data = _json(response)
+        wanted = set(keys)
+        rejected: dict[str, str] = {}
+        errors = data.get("errors") if status == 207 else None
+        for error in errors if isinstance(errors, list) else []:
+            error = error if isinstance(error, dict) else {}
+            message = str(error.get("message") or "HubSpot refused the contact")
+            named = _named_inputs(error.get("context"), wanted)
+            if not named and len(keys) == 1:
+                named = set(keys)  # one input: the error can only be about it
+            if not named:
+                return (
+                    Outcome(
+                        ok=False,
+                        error="HubSpot refused part of the batch without naming the contact "
+                        f"({message}); the whole batch is retried",
+                        status_code=status,
+                        response=excerpt,
+                    ),
+                    {},
+                    {},
+                )
+            for key in sorted(named):
+                rejected.setdefault(key, message)
+        remote_ids: dict[str, str] = {}
+        nameless: list[str] = []
+        for result in data.get("results") or []:
+            if not isinstance(result, dict) or not result.get("id"):
+                continue
+            email = str((result.get("properties") or {}).get("email") or "").lower()
+            if email:
+                remote_ids[email] = str(result["id"])
+            else:
+                nameless.append(str(result["id"]))
+        # HubSpot may not echo the e-mail back: one contact left, one result left,
+        # that is its id.
+        unmatched = [k for k in keys if k not in remote_ids and k not in rejected]
+        if len(unmatched) == 1 and len(nameless) == 1:
+            remote_ids[unmatched[0]] = nameless[0]
+        return Outcome(ok=True, status_code=status, response=excerpt), remote_ids, rejected
 
     def read_contacts(
         self,
@@ -135,40 +478,41 @@ class HubSpotConnector:
         now: datetime,
     ) -> dict[str, CrmRecord] | Verdict:
         """The CRM's current values of these contacts (by e-mail), for conflict
-        policies. A contact HubSpot does not have is simply absent. HubSpot gives
-        one updatedAt per contact: it stands for every property's time."""
-        token = credentials.get("access_token")
-        if not token:
-            return Verdict(
-                Outcome(ok=False, error="no HubSpot access token (credentials.access_token)")
-            )
-        base = str(settings.get("api_base_url") or DEFAULT_API_BASE).rstrip("/")
-        body = {
-            "idProperty": "email",
-            "inputs": [{"id": key} for key in keys],
-            "properties": sorted(set(properties) | {"email"}),
-        }
-        try:
-            response = client.post(
-                base + READ_PATH, json=body, headers={"Authorization": f"Bearer {token}"}
-            )
-        except httpx.HTTPError as error:
-            return Verdict(Outcome(ok=False, error=f"could not read from HubSpot: {error}"))
-        if response.status_code not in (200, 207):
-            return self.judge(response, settings=settings, now=now)
+        policies, in batch reads of up to 100. A contact HubSpot does not have is
+        simply absent. HubSpot gives one updatedAt per contact: it stands for
+        every property's time. A token renewed on the way is not kept (a read
+        returns no credentials); the upsert that follows renews it again."""
+        auth = _Auth(client, _base(settings), credentials, now)
+        wanted = list(dict.fromkeys(str(key).lower() for key in keys if key))
+        names = sorted(set(properties) | {"email"})
         records: dict[str, CrmRecord] = {}
-        for result in _json(response).get("results") or []:
-            values = dict(result.get("properties") or {})
-            email = str(values.get("email") or "").lower()
-            if email:
-                records[email] = CrmRecord(
-                    values=values, updated_at=_parse_time(result.get("updatedAt"))
-                )
+        try:
+            for chunk in _chunks(wanted):
+                body = {
+                    "idProperty": "email",
+                    "inputs": [{"id": key} for key in chunk],
+                    "properties": names,
+                }
+                response = auth.post(READ_PATH, body, what="read")
+                if response.status_code not in (200, 207):
+                    return auth.with_credentials(self.judge(response, settings=settings, now=now))
+                for result in _json(response).get("results") or []:
+                    if not isinstance(result, dict):
+                        continue
+                    values = dict(result.get("properties") or {})
+                    email = str(values.get("email") or "").lower()
+                    if email:
+                        records[email] = CrmRecord(
+                            values=values, updated_at=_parse_time(result.get("updatedAt"))
+                        )
+        except _Stop as stop:
+            return auth.with_credentials(stop.verdict)
         return records
 
     def judge(
         self, response: httpx.Response, *, settings: Mapping[str, Any], now: datetime
     ) -> Verdict:
+        """What a whole call's answer means (a 207 is settled per input by the upsert)."""
         status = response.status_code
         excerpt = response.text[:MAX_RESPONSE_CHARS] if response.content else None
         data = _json(response)
@@ -183,18 +527,6 @@ class HubSpotConnector:
                 remote_ids={k: v for k, v in ids.items() if k},
             )
         message = str(data.get("message") or f"HubSpot answered {status}")
-        if status == 207:
-            errors = data.get("errors") or []
-            first = errors[0].get("message") if errors and isinstance(errors[0], dict) else None
-            return Verdict(
-                Outcome(
-                    ok=False,
-                    error=f"HubSpot refused some contacts: {first or message}",
-                    permanent=True,
-                    status_code=status,
-                    response=excerpt,
-                )
-            )
         if status == 429:
             if data.get("policyName") == "DAILY":
                 resume = next_midnight(now, str(settings.get("timezone") or "UTC"))
@@ -229,6 +561,26 @@ class HubSpotConnector:
                 response=excerpt,
             )
         )
+
+
+def _base(settings: Mapping[str, Any]) -> str:
+    return str(settings.get("api_base_url") or DEFAULT_API_BASE).rstrip("/")
+
+
+def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), BATCH_LIMIT):
+        yield items[start : start + BATCH_LIMIT]
+
+
+def _named_inputs(context: Any, keys: set[str]) -> set[str]:
+    """The inputs (by lower-cased e-mail) an error's context names: HubSpot puts
+    them in lists under names such as `ids`; any value that is one of the call's
+    e-mails counts."""
+    values: list[Any] = []
+    if isinstance(context, dict):
+        for value in context.values():
+            values.extend(value if isinstance(value, list) else [value])
+    return {str(v).strip().lower() for v in values if isinstance(v, str)} & keys
 
 
 def _parse_time(value: Any) -> datetime | None:

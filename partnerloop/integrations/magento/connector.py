@@ -47,6 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from partnerloop.core import money
+from partnerloop.integrations.magento import writeback
 from partnerloop.integrations.shop import (
     Answer,
     BadSignature,
@@ -68,6 +69,7 @@ from partnerloop.integrations.shop import (
     require,
 )
 from partnerloop.orders.snapshots import CustomerFacts, OrderLine, OrderSnapshot, RefundFacts
+from partnerloop.sync.worker import Outcome
 
 TYPE_PREFIX = "com.adobe.commerce."
 ORDER_TOPICS = (
@@ -255,6 +257,31 @@ class MagentoConnector:
             if done:
                 return
             page += 1
+
+    def write_customer(
+        self,
+        client: httpx.Client,
+        *,
+        config: ConnectorConfig,
+        customer_id: str,
+        values: Mapping[str, str | None],
+        now: datetime,
+    ) -> Outcome:
+        """Write the customer's CRM values as `crm_*` attributes (see magento/writeback.py)."""
+        base = config.settings.get("api_base_url") or config.settings.get("base_url")
+        token = config.credentials.get("access_token")
+        if not base or not token:
+            return Outcome(
+                ok=False,
+                error="a Magento write-back needs settings.base_url and credentials.access_token",
+            )
+        return writeback.write_attributes(
+            client,
+            api=f"{str(base).rstrip('/')}/rest/V1",
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            customer_id=customer_id,
+            values=values,
+        )
 
 
 def search_criteria(since: datetime, *, page: int, page_size: int) -> dict[str, str]:

@@ -39,8 +39,16 @@ Answers, for every call:
   next try searches again.
 - 5xx, other statuses, timeouts, connection errors: retried.
 
-Several contacts in one delivery run in turn; the first failure ends the
-delivery and its retry redoes the ones already sent, harmlessly (search first).
+Several contacts in one call (a batch of due messages) run in turn, after
+deduplicating by e-mail (the last contact wins). A contact refused for good
+(400/404/422) goes to `Verdict.rejected` with Pipedrive's error and the others
+go on; the first retryable failure ends the batch and its retry redoes the ones
+already sent, harmlessly (search first). `remote_ids` are the persons' ids.
+
+Current values (`read_contacts`, for conflict policies): per e-mail the same
+search, then `GET {base}/api/v2/persons/{id}`; the person's `name`, the address
+it was found by as `email`, its `custom_fields` by key, and `update_time` as the
+time of every field.
 
 Not atomic: search-then-create can create a duplicate person only if two
 deliveries for the same e-mail both search before either creates. Deliveries of
@@ -57,13 +65,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
 
+from partnerloop.core.clock import parse_datetime
 from partnerloop.core.errors import InvalidInput
-from partnerloop.integrations.crm import Verdict
+from partnerloop.integrations.connectors import check_switch
+from partnerloop.integrations.crm import CrmRecord, DealFacts, Verdict
 from partnerloop.sync.worker import Outcome
 
 KIND = "pipedrive"
@@ -76,6 +88,8 @@ CREDENTIAL_STATUSES = (401, 403)
 DEFAULT_RATE_LIMIT_WAIT = 2.0
 EMAIL_LABEL = "work"
 # The subdomain of <company>.pipedrive.com: a DNS label.
+# Amount text as the field mapping writes it ("100.00"), never a float.
+_DECIMAL_TEXT = re.compile(r"^-?\d+\.\d+$")
 _COMPANY_DOMAIN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
 
@@ -110,14 +124,27 @@ def _auth_headers(credentials: Mapping[str, str]) -> dict[str, str] | None:
 class PipedriveConnector:
     kind = KIND
     key_property = "email"
-    settings_fields: Mapping[str, bool] = {"company_domain": False}
+    settings_fields: Mapping[str, bool] = {
+        "company_domain": False,
+        # Orders as deals (partnerloop.integrations.pipedrive.deals): "on" or "off",
+        # and the deal custom field (40-character key) that holds the order id.
+        "deals": False,
+        "order_id_field": False,
+    }
+    # CRM properties whose changes (by webhook) are written back to the shop customer.
+    list_settings: Sequence[str] = ("write_back",)
     credential_fields: Sequence[str] = ("api_token", "access_token")
 
     def check_secret(self, secret: str | None) -> str:
-        """Pipedrive webhooks carry no signature (HTTP Basic auth may come later)."""
+        """The webhooks' HTTP Basic auth as "user:password" (Pipedrive signs nothing);
+        without it Pipedrive's webhooks are refused (partnerloop.integrations.pipedrive.webhooks)."""
         return secret or ""
 
     def validate(self, settings: Mapping[str, Any]) -> None:
+        from partnerloop.integrations.pipedrive import deals  # it imports this module
+
+        check_switch(settings, "deals")
+        deals.check_deal_settings(settings)
         domain = settings.get("company_domain")
         if domain is not None and not _COMPANY_DOMAIN.match(str(domain)):
             raise InvalidInput(
@@ -126,6 +153,31 @@ class PipedriveConnector:
                 code="invalid_setting",
                 field="settings.company_domain",
             )
+
+    def as_stored(self, value: Any) -> Any:
+        """Our value as Pipedrive gives it back, so conflicts compare like with like.
+        Amounts go out as decimal text ("100.00"); a numeric or monetary custom
+        field reads back as a number (100): decimal text becomes a Decimal, which
+        compares by value with the Decimals `read_contacts` returns (and is sent
+        as the same text again). Everything else is kept as Pipedrive keeps it."""
+        if isinstance(value, str) and _DECIMAL_TEXT.match(value):
+            return Decimal(value)
+        return value
+
+    def upsert_deals(
+        self,
+        client: httpx.Client,
+        *,
+        settings: Mapping[str, Any],
+        credentials: Mapping[str, str],
+        deals: Sequence[DealFacts],
+        now: datetime,
+    ) -> Verdict:
+        from partnerloop.integrations.pipedrive import deals as pipedrive_deals
+
+        return pipedrive_deals.upsert_deals(
+            client, settings=settings, credentials=credentials, deals=deals, now=now
+        )
 
     def upsert_contacts(
         self,
@@ -136,7 +188,82 @@ class PipedriveConnector:
         contacts: Sequence[Mapping[str, Any]],
         now: datetime,
     ) -> Verdict:
-        """Find each contact's person by e-mail, then update it or create one."""
+        """Find each contact's person by e-mail, then update it or create one.
+        A batch is deduplicated by e-mail first (ignoring case; the last contact
+        wins). A contact refused for good goes to `rejected` and the others go
+        on; the first retryable failure (rate limit, Pipedrive down) ends the
+        batch, and its retry redoes the ones already sent, harmlessly (search
+        first). Every contact refused: the outcome itself is a permanent failure."""
+        headers = _auth_headers(credentials)
+        if headers is None:
+            return Verdict(
+                Outcome(
+                    ok=False,
+                    error="no Pipedrive token (credentials.api_token or credentials.access_token)",
+                )
+            )
+        unique: dict[str, Mapping[str, Any]] = {}
+        for contact in contacts:
+            email = contact.get("email")
+            if not email:
+                continue  # nothing to find the person by (the deliverer never passes one)
+            unique.pop(str(email).lower(), None)
+            unique[str(email).lower()] = contact
+        if not unique:
+            return Verdict(Outcome(ok=True, response="no contacts: nothing to sync"))
+        base = _base(settings)
+        remote_ids: dict[str, str] = {}
+        rejected: dict[str, str] = {}
+        last: Verdict | None = None
+        for key, contact in unique.items():
+            try:
+                last, person_id = self._upsert_one(client, base, headers, contact, now=now)
+            except _Failed as failed:
+                if not failed.verdict.outcome.permanent:
+                    return failed.verdict
+                last = failed.verdict
+                rejected[key] = failed.verdict.outcome.error or "refused"
+                continue
+            if person_id is not None:
+                remote_ids[key] = str(person_id)
+        assert last is not None  # at least one contact was sent
+        if len(rejected) < len(unique):
+            return Verdict(
+                Outcome(
+                    ok=True, status_code=last.outcome.status_code, response=last.outcome.response
+                ),
+                remote_ids=remote_ids,
+                rejected=rejected or None,
+            )
+        if len(unique) == 1:
+            return replace(last, rejected=rejected)  # its own answer, as before batches
+        first = next(iter(rejected.values()))
+        outcome = Outcome(
+            ok=False,
+            error=f"Pipedrive refused every contact: {first}",
+            permanent=True,
+            status_code=last.outcome.status_code,
+            response=last.outcome.response,
+        )
+        return Verdict(outcome, remote_ids=remote_ids, rejected=rejected)
+
+    def read_contacts(
+        self,
+        client: httpx.Client,
+        *,
+        settings: Mapping[str, Any],
+        credentials: Mapping[str, str],
+        keys: Sequence[str],
+        properties: Sequence[str],
+        now: datetime,
+    ) -> dict[str, CrmRecord] | Verdict:
+        """The persons' current values by e-mail, for conflict policies: for each
+        key the person search the upsert uses, then `GET {base}/api/v2/persons/{id}`.
+        Values under the names the upsert writes: `email` (the address found),
+        `name`, every other name from `custom_fields` (a monetary value
+        {value, currency} as its value, numbers as Decimals: see `as_stored`);
+        updated_at is the person's `update_time`, standing for every field's time.
+        A key with no person is absent."""
         headers = _auth_headers(credentials)
         if headers is None:
             return Verdict(
@@ -146,13 +273,37 @@ class PipedriveConnector:
                 )
             )
         base = _base(settings)
-        last: Verdict | None = None
+        records: dict[str, CrmRecord] = {}
         try:
-            for contact in contacts:
-                last = self._upsert_one(client, base, headers, contact, now=now)
+            for email in dict.fromkeys(str(key).lower() for key in keys if key):
+                _, found = self._call(
+                    client,
+                    "GET",
+                    base + SEARCH_PATH,
+                    "person search",
+                    headers=headers,
+                    params={"term": email, "fields": "email", "exact_match": "true"},
+                    now=now,
+                )
+                person_id = _person_id(found, email)
+                if person_id is None:
+                    continue
+                _, answer = self._call(
+                    client,
+                    "GET",
+                    f"{base}{PERSONS_PATH}/{person_id}",
+                    f"read of person {person_id}",
+                    headers=headers,
+                    now=now,
+                    gone_is_retry=True,
+                    exact=True,
+                )
+                person = answer.get("data")
+                if isinstance(person, dict):
+                    records[email] = _record_of(person, email, properties)
         except _Failed as failed:
             return failed.verdict
-        return last or Verdict(Outcome(ok=True, response="no contacts: nothing to sync"))
+        return records
 
     def _upsert_one(
         self,
@@ -162,7 +313,8 @@ class PipedriveConnector:
         contact: Mapping[str, Any],
         *,
         now: datetime,
-    ) -> Verdict:
+    ) -> tuple[Verdict, int | None]:
+        """The verdict and the person's id (found or created); raises _Failed."""
         email = str(contact["email"])
         searched, found = self._call(
             client,
@@ -189,7 +341,7 @@ class PipedriveConnector:
         if custom:
             body["custom_fields"] = custom
         if person_id is None:
-            verdict, _ = self._call(
+            verdict, created = self._call(
                 client,
                 "POST",
                 base + PERSONS_PATH,
@@ -198,9 +350,12 @@ class PipedriveConnector:
                 body=body,
                 now=now,
             )
-            return verdict
+            data = created.get("data")
+            new_id = data.get("id") if isinstance(data, dict) else None
+            is_id = isinstance(new_id, int) and not isinstance(new_id, bool)
+            return verdict, new_id if is_id else None
         if not body:  # only the e-mail is mapped, and the person has it already
-            return searched
+            return searched, person_id
         verdict, _ = self._call(
             client,
             "PATCH",
@@ -211,7 +366,7 @@ class PipedriveConnector:
             now=now,
             gone_is_retry=True,
         )
-        return verdict
+        return verdict, person_id
 
     def _call(
         self,
@@ -225,10 +380,13 @@ class PipedriveConnector:
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
         gone_is_retry: bool = False,
+        exact: bool = False,
     ) -> tuple[Verdict, dict[str, Any]]:
-        """One call: its verdict and JSON on success; raises _Failed otherwise."""
+        """One call: its verdict and JSON on success (`exact`: fractions as
+        Decimals); raises _Failed otherwise."""
+        payload = _jsonable(dict(body)) if body is not None else None
         try:
-            response = client.request(method, url, params=params, json=body, headers=headers)
+            response = client.request(method, url, params=params, json=payload, headers=headers)
         except httpx.TimeoutException:
             raise _Failed(
                 Verdict(Outcome(ok=False, error=f"Pipedrive {what}: no answer in time"))
@@ -240,7 +398,7 @@ class PipedriveConnector:
         verdict, data = self.judge(response, what=what, now=now, gone_is_retry=gone_is_retry)
         if not verdict.outcome.ok:
             raise _Failed(verdict)
-        return verdict, data
+        return verdict, _json(response, exact=True) if exact else data
 
     def judge(
         self,
@@ -343,12 +501,66 @@ def _message(data: Mapping[str, Any]) -> str:
     return text
 
 
-def _json(response: httpx.Response) -> dict[str, Any]:
+def _json(response: httpx.Response, *, exact: bool = False) -> dict[str, Any]:
     try:
-        data = json.loads(response.content) if response.content else {}
+        if not response.content:
+            return {}
+        data = json.loads(response.content, parse_float=Decimal if exact else float)
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _jsonable(value: Any) -> Any:
+    """Decimals (from `as_stored`) go out as the decimal text they came from."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _record_of(person: Mapping[str, Any], email: str, properties: Sequence[str]) -> CrmRecord:
+    """A person (API v2) as the values of the names the upsert writes."""
+    custom = person.get("custom_fields")
+    custom = custom if isinstance(custom, dict) else {}
+    values: dict[str, Any] = {}
+    for name in properties:
+        if name == "email":
+            values[name] = _stored_email(person, email)
+        elif name == "name":
+            values[name] = person.get("name")
+        elif name in custom:
+            values[name] = _as_ours(custom[name])
+    update_time = person.get("update_time")
+    updated_at = None
+    if isinstance(update_time, str) and update_time:
+        try:
+            updated_at = parse_datetime(update_time)
+        except ValueError:
+            updated_at = None
+    return CrmRecord(values=values, updated_at=updated_at)
+
+
+def _stored_email(person: Mapping[str, Any], email: str) -> str | None:
+    """The address as Pipedrive holds it: the one the person was found by."""
+    values = person.get("emails") or []
+    for value in values if isinstance(values, list) else []:
+        text = value.get("value") if isinstance(value, dict) else value
+        if isinstance(text, str) and text.strip().casefold() == email.casefold():
+            return text
+    return None
+
+
+def _as_ours(value: Any) -> Any:
+    """A custom field's value in the form partnerloop writes it."""
+    if isinstance(value, dict) and "value" in value and set(value) <= {"value", "currency"}:
+        value = value["value"]  # a monetary field: {value, currency}
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    return value
 
 
 def _seconds(response: httpx.Response, header: str) -> float | None:

@@ -46,8 +46,30 @@ a JSON array `[{"message", "errorCode", "fields"}]`:
 `Sforce-Limit-Info: api-usage=18/5000` is logged at debug level (numbers only;
 nothing about the customer is ever logged).
 
-Several contacts in one delivery run in turn; the first failure ends the
-delivery and its retry redoes the ones already sent, harmlessly (upsert).
+Several contacts in one call (a batch of due messages) go through the sObject
+Collections upsert: `PATCH {instance_url}/services/data/{api_version}/composite/
+sobjects/{object}/{external_id_field}` with `{"allOrNone": false, "records":
+[{"attributes": {"type": object}, <external id field>: value, ...fields}]}`, up
+to 200 records a call (API v46.0 and later; the default v60.0 qualifies). The
+batch is deduplicated by key first (the last contact wins). Salesforce answers
+200 with one `{id, success, errors: [{statusCode, message, fields}], created}`
+per record in input order: a success gives `remote_ids`, a record error
+(DUPLICATES_DETECTED, INVALID_FIELD, ...) puts the contact in
+`Verdict.rejected` with Salesforce's message, and the rest count as delivered;
+every contact refused makes the outcome itself a permanent failure. With
+allow_duplicates "true" the duplicate rule header goes with the first call
+(it only lets through what a rule allows saving). A whole call's answer is
+judged as above: REQUEST_LIMIT_EXCEEDED pauses, INVALID_SESSION_ID refreshes
+once, other permanent refusals reject that call's contacts while the other
+calls count, and the first retryable failure ends the batch (its retry redoes
+the calls already made, harmlessly: upsert). Before v46.0 the contacts go one
+PATCH at a time with the same rules.
+
+Current values (`read_contacts`, for conflict policies): `GET .../query?q=SELECT
+Id, <external id field>, <mapped fields>, LastModifiedDate FROM <object> WHERE
+<external id field> IN ('k1', 'k2')` (values escaped per SOQL's quoted-string
+rules; field names must be API names), following `nextRecordsUrl` while `done`
+is false. LastModifiedDate stands for every field's time.
 """
 
 from __future__ import annotations
@@ -55,16 +77,18 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 
+from partnerloop.core.clock import parse_datetime
 from partnerloop.core.errors import InvalidInput
-from partnerloop.integrations.crm import Verdict
+from partnerloop.integrations.crm import CrmRecord, Verdict
 from partnerloop.sync.worker import Outcome
 
 log = logging.getLogger("partnerloop.salesforce")
@@ -83,10 +107,34 @@ DAILY_LIMIT_PAUSE = timedelta(hours=1)
 CONCURRENCY_LIMIT_WAIT = 60.0
 PERMANENT_STATUSES = (400, 403, 404, 405, 409, 415, 422)
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# sObject Collections upsert: up to 200 records a call, from API version 46.0.
+COLLECTION_LIMIT = 200
+COLLECTIONS_SINCE = 46
+# A query's external ids per call: the SOQL travels in the URL, kept well below
+# the ~16 KB Salesforce takes in a request line.
+QUERY_KEYS = 100
+QUERY_CHARS = 4000
+MAX_QUERY_PAGES = 50  # a guard: an IN list of 100 keys fits in one 2000-record page
 
 _API_VERSION = re.compile(r"^v\d{2,3}\.0$")
 # A field's API name (custom ones end in __c, managed ones start with ns__).
 _API_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# Amount text as the field mapping writes it ("100.00"), never a float.
+_DECIMAL_TEXT = re.compile(r"^-?\d+\.\d+$")
+# How Salesforce writes a DateTime field: 2026-11-24T09:30:00.000+0000.
+_SF_DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\.000\+0000$")
+# SOQL's escape sequences inside a quoted string (the SOQL reference, "Quoted
+# String Escape Sequences"); LIKE's \_ and \% do not apply to IN.
+_SOQL_ESCAPES = {
+    "\\": "\\\\",
+    "'": "\\'",
+    '"': '\\"',
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
+}
 
 
 def _invalid(detail: str, field: str) -> InvalidInput:
@@ -116,6 +164,23 @@ class _Target:
             f"{self.instance_url}/services/data/{self.api_version}/sobjects/"
             f"{self.object}/{self.external_id_field}/{quote(value, safe='')}"
         )
+
+    def collection_url(self) -> str:
+        return (
+            f"{self.instance_url}/services/data/{self.api_version}/composite/sobjects/"
+            f"{self.object}/{self.external_id_field}"
+        )
+
+    def query_url(self) -> str:
+        return f"{self.instance_url}/services/data/{self.api_version}/query"
+
+    @property
+    def supports_collections(self) -> bool:
+        """sObject Collections upsert exists from API version 46.0."""
+        try:
+            return int(self.api_version.removeprefix("v").split(".")[0]) >= COLLECTIONS_SINCE
+        except ValueError:
+            return False
 
 
 class _Refused(Exception):
@@ -187,6 +252,18 @@ class SalesforceConnector:
         if allow not in ("true", "false"):
             raise _invalid('allow_duplicates must be "true" or "false".', "allow_duplicates")
 
+    def as_stored(self, value: Any) -> Any:
+        """Our value as Salesforce gives it back, so conflicts compare like with like.
+        Amounts go out as decimal text ("100.00") but a Currency or Number field
+        reads back as a number (100.0): decimal text becomes a Decimal, which
+        compares by value with the Decimals `read_contacts` returns for numbers
+        (and is sent as the same text again). Whole numbers, booleans, dates and
+        other text are kept as Salesforce keeps them. A Text field holding decimal
+        text therefore compares unequal and is rewritten with the same text."""
+        if isinstance(value, str) and _DECIMAL_TEXT.match(value):
+            return Decimal(value)
+        return value
+
     def upsert_contacts(
         self,
         client: httpx.Client,
@@ -196,7 +273,9 @@ class SalesforceConnector:
         contacts: Sequence[Mapping[str, Any]],
         now: datetime,
     ) -> Verdict:
-        """Upsert each contact (mapped fields that include the external id field) in turn."""
+        """Upsert contacts (mapped fields that include the external id field): one
+        contact by its own PATCH, several through sObject Collections (API v46.0
+        and later; one by one on older versions)."""
         target = _Target.of(settings)
         if not credentials.get("access_token"):
             return Verdict(
@@ -206,17 +285,94 @@ class SalesforceConnector:
                     permanent=True,
                 )
             )
+        if not contacts:
+            return Verdict(Outcome(ok=True, response="nothing to send"))
+        if len(contacts) == 1:
+            return self._upsert_one(client, target, credentials, contacts[0], now=now)
+        unique: dict[str, tuple[str, Mapping[str, Any]]] = {}
+        for contact in contacts:
+            value = _key_value(target, contact)
+            if value is None:
+                continue  # no key to upsert by (the deliverer never passes one)
+            unique.pop(value.lower(), None)  # the same key twice: the last one wins
+            unique[value.lower()] = (value, contact)
+        if not unique:
+            return _no_key(target)
+        if target.supports_collections:
+            return self._upsert_collections(client, target, credentials, unique, now=now)
+        return self._upsert_each(client, target, credentials, unique, now=now)
+
+    def _upsert_each(
+        self,
+        client: httpx.Client,
+        target: _Target,
+        credentials: Mapping[str, str],
+        unique: Mapping[str, tuple[str, Mapping[str, Any]]],
+        *,
+        now: datetime,
+    ) -> Verdict:
+        """Before API v46.0: one PATCH per contact. A contact refused for good is
+        rejected and the others go on; the first retryable failure ends the batch
+        (its retry redoes the ones already sent, harmlessly: upsert)."""
+        batch = _Batch(len(unique), calls=len(unique))
         current = dict(credentials)
         refreshed = False
-        last = Verdict(Outcome(ok=True, response="nothing to send"))
-        for contact in contacts:
+        for key, (_, contact) in unique.items():
             verdict = self._upsert_one(client, target, current, contact, now=now)
             if verdict.credentials is not None:
                 current, refreshed = dict(verdict.credentials), True
-            last = Verdict(verdict.outcome, pause_until=verdict.pause_until)
-            if not verdict.outcome.ok:
-                break
-        return Verdict(last.outcome, last.pause_until, current if refreshed else None)
+            if not verdict.outcome.ok and not verdict.outcome.permanent:
+                return Verdict(verdict.outcome, verdict.pause_until, current if refreshed else None)
+            if verdict.outcome.permanent and (verdict.outcome.error or "").startswith("reconnect "):
+                # Every other contact would be refused the same way.
+                return Verdict(verdict.outcome, credentials=current if refreshed else None)
+            batch.settle(verdict, [key])
+        return batch.verdict("Salesforce", current if refreshed else None)
+
+    def _upsert_collections(
+        self,
+        client: httpx.Client,
+        target: _Target,
+        credentials: Mapping[str, str],
+        unique: Mapping[str, tuple[str, Mapping[str, Any]]],
+        *,
+        now: datetime,
+    ) -> Verdict:
+        """Calls of up to 200 records to the sObject Collections upsert."""
+        items = list(unique.items())
+        chunks = [
+            items[start : start + COLLECTION_LIMIT]
+            for start in range(0, len(items), COLLECTION_LIMIT)
+        ]
+        batch = _Batch(len(items), calls=len(chunks))
+        session = _Session(client, target, credentials)
+        for chunk in chunks:
+            body = {
+                "allOrNone": False,
+                "records": [
+                    {"attributes": {"type": target.object}, **_record(target, value, contact)}
+                    for _, (value, contact) in chunk
+                ],
+            }
+            keys = [key for key, _ in chunk]
+            # The header lets through only what a rule allows saving anyway: sending
+            # it from the start saves repeating the call for those records.
+            response = session.patch(
+                target.collection_url(), body, allow_save=target.allow_duplicates
+            )
+            if isinstance(response, Verdict):
+                return session.with_credentials(response)
+            if 200 <= response.status_code < 300:
+                verdict = _judge_collection(response, keys)
+                if not verdict.outcome.ok:
+                    return session.with_credentials(verdict)
+                batch.settle(verdict, keys)
+                continue
+            verdict = _judge(response, target=target, value=f"{len(keys)} records", now=now)
+            if not verdict.outcome.permanent or response.status_code == 401:
+                return session.with_credentials(verdict)
+            batch.settle(verdict, keys)
+        return batch.verdict("Salesforce", session.credentials if session.refreshed else None)
 
     def _upsert_one(
         self,
@@ -227,20 +383,11 @@ class SalesforceConnector:
         *,
         now: datetime,
     ) -> Verdict:
-        # Salesforce field names are case-insensitive.
-        wanted = target.external_id_field.lower()
-        key = next((name for name in contact if name.lower() == wanted), None)
-        value = contact.get(key) if key is not None else None
-        if value is None or value == "":
-            return Verdict(
-                Outcome(
-                    ok=False,
-                    error=f"the field mapping gives no {target.external_id_field} (the upsert "
-                    "key): map customer_id to it",
-                    permanent=True,
-                )
-            )
-        url = target.upsert_url(str(value))
+        key = _key_name(target, contact)
+        value = _key_value(target, contact)
+        if value is None:
+            return _no_key(target)
+        url = target.upsert_url(value)
         body = {name: v for name, v in contact.items() if name != key and v is not None}
         token = credentials["access_token"]
 
@@ -262,8 +409,75 @@ class SalesforceConnector:
             response = _send(client, url, body, token, allow_save=True)
             if isinstance(response, Outcome):
                 return Verdict(response, credentials=new_credentials)
-        verdict = _judge(response, target=target, value=str(value), now=now)
-        return Verdict(verdict.outcome, verdict.pause_until, new_credentials)
+        verdict = _judge(response, target=target, value=value, now=now)
+        return replace(verdict, credentials=new_credentials)
+
+    def read_contacts(
+        self,
+        client: httpx.Client,
+        *,
+        settings: Mapping[str, Any],
+        credentials: Mapping[str, str],
+        keys: Sequence[str],
+        properties: Sequence[str],
+        now: datetime,
+    ) -> dict[str, CrmRecord] | Verdict:
+        """The records' current values by external id, for conflict policies:
+        `SELECT Id, <external id>, <properties>, LastModifiedDate FROM <object>
+        WHERE <external id> IN (...)` through the query resource, following
+        `nextRecordsUrl` while `done` is false. {lower-cased key: CrmRecord(values
+        under the names asked for, updated_at=LastModifiedDate)}; a key Salesforce
+        has no record for is absent. Numbers come back as Decimals (see
+        `as_stored`), date-times in our ISO form when they are whole seconds. A
+        token renewed on the way is not kept (a read returns no credentials):
+        the upsert that follows renews it again."""
+        target = _Target.of(settings)
+        if not credentials.get("access_token"):
+            return Verdict(
+                Outcome(
+                    ok=False,
+                    error="reconnect Salesforce: no access token (credentials.access_token)",
+                    permanent=True,
+                )
+            )
+        names = [target.external_id_field, *properties]
+        # Names go into the SOQL text as they are: only API names, nothing else.
+        bad = next(
+            (n for n in [target.object, *names] if len(n) > 80 or not _API_NAME.match(n)), None
+        )
+        if bad is not None:
+            return Verdict(
+                Outcome(
+                    ok=False,
+                    error=f"{bad!r} is not a Salesforce field API name: fix the field mapping",
+                    permanent=True,
+                )
+            )
+        fields = _unique_ignoring_case(["Id", *names, "LastModifiedDate"])
+        wanted = list(dict.fromkeys(str(key) for key in keys if key))
+        session = _Session(client, target, credentials)
+        records: dict[str, CrmRecord] = {}
+        for group in _key_groups(wanted):
+            soql = _soql(target, fields, group)
+            url: str | None = target.query_url()
+            params: dict[str, str] | None = {"q": soql}
+            for _ in range(MAX_QUERY_PAGES):
+                if url is None:
+                    break
+                response = session.get(url, params)
+                if isinstance(response, Verdict):
+                    return session.with_credentials(response)
+                if response.status_code != 200:
+                    verdict = _judge(response, target=target, value="a query", now=now)
+                    return session.with_credentials(verdict)
+                page = _json(response, exact=True)
+                page = page if isinstance(page, dict) else {}
+                for record in _dicts(page.get("records")):
+                    found = _record_of(record, target, properties)
+                    if found is not None:
+                        records[found[0]] = found[1]
+                url, params = _next_page(target, page), None
+        return records
 
 
 def _send(
@@ -273,15 +487,129 @@ def _send(
     if allow_save:
         headers[DUPLICATE_RULE_HEADER] = "allowSave=true"
     try:
-        response = client.patch(url, json=dict(body), headers=headers)
+        response = client.patch(url, json=_jsonable(dict(body)), headers=headers)
     except httpx.TimeoutException:
         return Outcome(ok=False, error="Salesforce did not answer in time")
     except httpx.HTTPError as error:
         return Outcome(ok=False, error=f"could not reach Salesforce: {type(error).__name__}")
+    _log_usage(response)
+    return response
+
+
+def _get(
+    client: httpx.Client, url: str, params: Mapping[str, str] | None, token: str
+) -> httpx.Response | Outcome:
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    try:
+        response = client.get(url, params=params, headers=headers)
+    except httpx.TimeoutException:
+        return Outcome(ok=False, error="Salesforce did not answer the query in time")
+    except httpx.HTTPError as error:
+        return Outcome(ok=False, error=f"could not reach Salesforce: {type(error).__name__}")
+    _log_usage(response)
+    return response
+
+
+def _log_usage(response: httpx.Response) -> None:
     usage = response.headers.get("sforce-limit-info")
     if usage:
         log.debug("salesforce %s", usage)  # e.g. api-usage=18/5000: counts only
-    return response
+
+
+def _jsonable(value: Any) -> Any:
+    """Decimals (from `as_stored`) go out as the decimal text they came from."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class _Session:
+    """The credentials of a batch call or a query, refreshed once on a 401."""
+
+    def __init__(self, client: httpx.Client, target: _Target, credentials: Mapping[str, str]):
+        self.client = client
+        self.target = target
+        self.credentials = dict(credentials)
+        self.refreshed = False
+
+    def with_credentials(self, verdict: Verdict) -> Verdict:
+        return replace(verdict, credentials=dict(self.credentials)) if self.refreshed else verdict
+
+    def patch(
+        self, url: str, body: Mapping[str, Any], *, allow_save: bool
+    ) -> httpx.Response | Verdict:
+        return self._call(lambda token: _send(self.client, url, body, token, allow_save=allow_save))
+
+    def get(self, url: str, params: Mapping[str, str] | None) -> httpx.Response | Verdict:
+        return self._call(lambda token: _get(self.client, url, params, token))
+
+    def _call(self, send: Callable[[str], httpx.Response | Outcome]) -> httpx.Response | Verdict:
+        response = send(self.credentials["access_token"])
+        if isinstance(response, Outcome):
+            return Verdict(response)
+        if response.status_code == 401 and not self.refreshed:
+            # INVALID_SESSION_ID: the token expired; renew it once, repeat once.
+            try:
+                self.credentials = _refresh(self.client, self.target, self.credentials)
+            except _Refused as refused:
+                return Verdict(refused.outcome)
+            self.refreshed = True
+            response = send(self.credentials["access_token"])
+            if isinstance(response, Outcome):
+                return Verdict(response)
+        return response
+
+
+class _Batch:
+    """The calls of one batch, combined into one Verdict: contacts refused for good
+    go to `rejected`, the others count as delivered."""
+
+    def __init__(self, total: int, *, calls: int) -> None:
+        self.total = total
+        self.calls = calls
+        self.remote_ids: dict[str, str] = {}
+        self.rejected: dict[str, str] = {}
+        self.whole: list[Outcome] = []  # calls refused as a whole, for good
+        self.last: Outcome | None = None
+
+    def settle(self, verdict: Verdict, keys: Sequence[str]) -> None:
+        """A call's verdict: accepted (with its own rejections), or refused for good."""
+        self.last = verdict.outcome
+        if verdict.outcome.ok:
+            self.remote_ids.update(verdict.remote_ids or {})
+            self.rejected.update(verdict.rejected or {})
+            return
+        self.whole.append(verdict.outcome)
+        self.rejected.update(dict.fromkeys(keys, verdict.outcome.error or "refused"))
+
+    def verdict(self, vendor: str, credentials: Mapping[str, str] | None) -> Verdict:
+        last = self.last or Outcome(ok=True, response="nothing to send")
+        if len(self.rejected) < self.total:
+            return Verdict(
+                Outcome(ok=True, status_code=last.status_code, response=last.response),
+                credentials=credentials,
+                remote_ids=self.remote_ids,
+                rejected=self.rejected or None,
+            )
+        # Every contact refused: nothing was delivered, the outcome says so.
+        if self.calls == 1 and self.whole:
+            outcome = self.whole[0]
+        else:
+            first = next(iter(self.rejected.values()))
+            outcome = Outcome(
+                ok=False,
+                error=f"{vendor} refused every contact: {first}",
+                permanent=True,
+                status_code=last.status_code,
+                response=last.response,
+            )
+        return Verdict(
+            outcome, credentials=credentials, remote_ids=self.remote_ids, rejected=self.rejected
+        )
 
 
 def _refresh(
@@ -402,7 +730,11 @@ def _judge(response: httpx.Response, *, target: _Target, value: str, now: dateti
                     response=excerpt,
                 )
             )
-        return Verdict(Outcome(ok=True, status_code=status, response=excerpt))
+        record_id = data.get("id") if isinstance(data, dict) else None
+        return Verdict(
+            Outcome(ok=True, status_code=status, response=excerpt),
+            remote_ids={value.lower(): str(record_id)} if record_id else None,
+        )
 
     def outcome(error: str, *, permanent: bool, retry_after: float | None = None) -> Outcome:
         return Outcome(
@@ -482,11 +814,151 @@ def _judge(response: httpx.Response, *, target: _Target, value: str, now: dateti
     )
 
 
-def _json(response: httpx.Response) -> Any:
+def _json(response: httpx.Response, *, exact: bool = False) -> Any:
+    """The JSON body, or None. `exact`: fractions as Decimals (record values)."""
     try:
-        return json.loads(response.content) if response.content else None
+        if not response.content:
+            return None
+        return json.loads(response.content, parse_float=Decimal if exact else float)
     except ValueError:
         return None
+
+
+def _judge_collection(response: httpx.Response, keys: Sequence[str]) -> Verdict:
+    """A 2xx (documented: 200) from sObject Collections: one UpsertResult per
+    record, in input order."""
+    excerpt = response.text[:MAX_RESPONSE_CHARS] if response.content else None
+    results = _json(response)
+    if not isinstance(results, list) or len(_dicts(results)) != len(keys):
+        # Not the documented answer: we cannot tell which record fared how.
+        count = len(results) if isinstance(results, list) else "no list of"
+        return Verdict(
+            Outcome(
+                ok=False,
+                error=f"Salesforce answered {count} results for {len(keys)} records",
+                status_code=response.status_code,
+                response=excerpt,
+            )
+        )
+    remote_ids: dict[str, str] = {}
+    rejected: dict[str, str] = {}
+    for key, result in zip(keys, results, strict=True):
+        if result.get("success") is True:
+            if result.get("id"):
+                remote_ids[key] = str(result["id"])
+        else:
+            rejected[key] = _messages(result.get("errors")) or "Salesforce did not save the record"
+    return Verdict(
+        Outcome(ok=True, status_code=response.status_code, response=excerpt),
+        remote_ids=remote_ids,
+        rejected=rejected or None,
+    )
+
+
+def _key_name(target: _Target, contact: Mapping[str, Any]) -> str | None:
+    # Salesforce field names are case-insensitive.
+    wanted = target.external_id_field.lower()
+    return next((name for name in contact if name.lower() == wanted), None)
+
+
+def _key_value(target: _Target, contact: Mapping[str, Any]) -> str | None:
+    key = _key_name(target, contact)
+    value = contact.get(key) if key is not None else None
+    return None if value is None or value == "" else str(value)
+
+
+def _no_key(target: _Target) -> Verdict:
+    return Verdict(
+        Outcome(
+            ok=False,
+            error=f"the field mapping gives no {target.external_id_field} (the upsert "
+            "key): map customer_id to it",
+            permanent=True,
+        )
+    )
+
+
+def _record(target: _Target, value: str, contact: Mapping[str, Any]) -> dict[str, Any]:
+    """A collection record: the external id field (by its configured name) and the
+    other mapped fields; None is never sent (it would blank a field)."""
+    wanted = target.external_id_field.lower()
+    fields = {n: v for n, v in contact.items() if n.lower() != wanted and v is not None}
+    return {target.external_id_field: value, **fields}
+
+
+def soql_quote(value: str) -> str:
+    """A SOQL string literal: quotes, backslashes and control characters escaped."""
+    return "'" + "".join(_SOQL_ESCAPES.get(c, c) for c in value) + "'"
+
+
+def _soql(target: _Target, fields: Sequence[str], keys: Sequence[str]) -> str:
+    """The query of these keys: names are checked API names, values quoted literals."""
+    wanted = ", ".join(soql_quote(key) for key in keys)
+    return (
+        f"SELECT {', '.join(fields)} FROM {target.object} "  # noqa: S608 (names checked, values quoted)
+        f"WHERE {target.external_id_field} IN ({wanted})"
+    )
+
+
+def _key_groups(keys: Sequence[str]) -> list[list[str]]:
+    groups: list[list[str]] = []
+    size = 0
+    for key in keys:
+        length = len(soql_quote(key)) + 2
+        if not groups or len(groups[-1]) >= QUERY_KEYS or size + length > QUERY_CHARS:
+            groups.append([])
+            size = 0
+        groups[-1].append(key)
+        size += length
+    return groups
+
+
+def _unique_ignoring_case(names: Sequence[str]) -> list[str]:
+    # SOQL refuses a field selected twice ("duplicate field selected").
+    first: dict[str, str] = {}
+    for name in names:
+        first.setdefault(name.lower(), name)
+    return list(first.values())
+
+
+def _next_page(target: _Target, page: Mapping[str, Any]) -> str | None:
+    following = page.get("nextRecordsUrl")
+    if page.get("done") is not False or not isinstance(following, str):
+        return None
+    # A path on the same instance; never follow an answer to another host.
+    return target.instance_url + following if following.startswith("/services/data/") else None
+
+
+def _record_of(
+    record: Mapping[str, Any], target: _Target, properties: Sequence[str]
+) -> tuple[str, CrmRecord] | None:
+    # Salesforce answers with each field's own spelling; ours may differ in case.
+    by_name = {name.lower(): value for name, value in record.items() if name != "attributes"}
+    key = by_name.get(target.external_id_field.lower())
+    if key is None or key == "":
+        return None
+    values = {
+        name: _as_ours(by_name[name.lower()]) for name in properties if name.lower() in by_name
+    }
+    modified = by_name.get("lastmodifieddate")
+    updated_at = None
+    if isinstance(modified, str):
+        try:
+            updated_at = parse_datetime(modified)
+        except ValueError:
+            updated_at = None
+    return str(key).lower(), CrmRecord(values=values, updated_at=updated_at)
+
+
+def _as_ours(value: Any) -> Any:
+    """A value read from Salesforce in the form partnerloop writes it."""
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)  # a Number(18,0) field reads back as 2.0
+    if isinstance(value, str):
+        whole_seconds = _SF_DATETIME.match(value)
+        if whole_seconds:
+            return f"{whole_seconds[1]}Z"  # the mapping's "iso" date format
+    return value
 
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
@@ -508,7 +980,9 @@ def _messages(errors: Any) -> str:
     for error in errors:
         if not isinstance(error, dict):
             continue
-        text = f"{error.get('errorCode') or 'ERROR'}: {error.get('message') or ''}".strip()
+        # REST errors say errorCode; a collection's per-record errors say statusCode.
+        code = error.get("errorCode") or error.get("statusCode") or "ERROR"
+        text = f"{code}: {error.get('message') or ''}".strip()
         fields = error.get("fields")
         if isinstance(fields, list) and fields:
             text += f" (fields: {', '.join(str(f) for f in fields)})"

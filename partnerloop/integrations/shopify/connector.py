@@ -40,6 +40,7 @@ from partnerloop.integrations.shop import (
     parse_time,
     require,
 )
+from partnerloop.integrations.shopify import writeback
 from partnerloop.orders.snapshots import (
     Cancellation,
     CustomerFacts,
@@ -48,6 +49,7 @@ from partnerloop.orders.snapshots import (
     RefundFacts,
 )
 from partnerloop.privacy.service import PrivacyFacts
+from partnerloop.sync.worker import Outcome
 
 API_VERSION = "2026-04"
 ORDER_TOPICS = (
@@ -171,6 +173,32 @@ class ShopifyConnector:
                 done=next_url is None,
             )
             url = next_url
+
+    def write_customer(
+        self,
+        client: httpx.Client,
+        *,
+        config: ConnectorConfig,
+        customer_id: str,
+        values: Mapping[str, str | None],
+        now: datetime,
+    ) -> Outcome:
+        """Write the customer's CRM values as `crm:` tags (see shopify/writeback.py)."""
+        domain = config.settings.get("shop_domain")
+        base = config.settings.get("api_base_url") or (f"https://{domain}" if domain else None)
+        token = config.credentials.get("access_token")
+        if not base or not token:
+            return Outcome(
+                ok=False,
+                error="a Shopify write-back needs settings.shop_domain and credentials.access_token",
+            )
+        return writeback.write_tags(
+            client,
+            api=f"{str(base).rstrip('/')}/admin/api/{API_VERSION}",
+            token=token,
+            customer_id=customer_id,
+            values=values,
+        )
 
 
 def _dump(value: Any) -> bytes:

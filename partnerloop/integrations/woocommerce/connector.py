@@ -50,6 +50,7 @@ from partnerloop.integrations.shop import (
     parse_time,
     require,
 )
+from partnerloop.integrations.woocommerce import writeback
 from partnerloop.orders.snapshots import (
     Cancellation,
     CustomerFacts,
@@ -57,6 +58,7 @@ from partnerloop.orders.snapshots import (
     OrderSnapshot,
     RefundFacts,
 )
+from partnerloop.sync.worker import Outcome
 
 ORDER_TOPICS = ("order.created", "order.updated", "order.restored")
 CUSTOMER_TOPICS = ("customer.created", "customer.updated")
@@ -258,6 +260,34 @@ class WooCommerceConnector:
             if done:
                 return
             page += 1
+
+    def write_customer(
+        self,
+        client: httpx.Client,
+        *,
+        config: ConnectorConfig,
+        customer_id: str,
+        values: Mapping[str, str | None],
+        now: datetime,
+    ) -> Outcome:
+        """Write the customer's CRM values as `crm_*` meta (see woocommerce/writeback.py)."""
+        base = config.settings.get("api_base_url") or config.settings.get("store_url")
+        key = config.credentials.get("consumer_key")
+        secret = config.credentials.get("consumer_secret")
+        if not base or not key or not secret:
+            return Outcome(
+                ok=False,
+                error="a WooCommerce write-back needs settings.store_url and "
+                "credentials.consumer_key and consumer_secret",
+            )
+        return writeback.write_meta(
+            client,
+            # API_PATH is the orders collection; customers sit next to it under wc/v3.
+            api=str(base).rstrip("/") + API_PATH.removesuffix("/orders"),
+            auth=httpx.BasicAuth(key, secret),
+            customer_id=customer_id,
+            values=values,
+        )
 
 
 def _event_id(resource: str, body: bytes) -> str:

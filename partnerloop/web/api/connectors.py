@@ -17,7 +17,14 @@ from partnerloop.integrations import conflicts as conflict_rules
 from partnerloop.integrations import connectors, outbound
 from partnerloop.integrations import mapping as mapping_engine
 from partnerloop.integrations.models import Connector
-from partnerloop.integrations.registry import ALL_KINDS, CRM_CONNECTORS, CRMS, OUTBOUND, kinds
+from partnerloop.integrations.registry import (
+    ALL_KINDS,
+    CRM_CONNECTORS,
+    CRM_WEBHOOKS,
+    CRMS,
+    OUTBOUND,
+    kinds,
+)
 from partnerloop.web.api.common import ERRORS
 from partnerloop.web.deps import PageDep, PrincipalDep, RuntimeDep
 
@@ -26,27 +33,39 @@ router = APIRouter(tags=["connectors"])
 SETTINGS_DOC = (
     "Per kind: shopify {shop_domain}; woocommerce {store_url}; magento {base_url, client_id?, "
     "public_key?}; stripe {}; webhook {url, events?: [event types, default all]}; hubspot "
-    "{timezone?: the account's, for its daily quota reset}. Shops also "
-    "take api_base_url (call the API at another host) and pull_every_minutes (scheduled pulls)."
+    "{timezone?: the account's, for its daily quota reset; deals?: on|off (orders as deals); "
+    "deal_pipeline?; deal_stages?: open=<id>,won=<id>,lost=<id>; write_back?: [CRM "
+    "properties written back to the shop customer]}; salesforce {instance_url, api_version?, "
+    "object?: Contact|Lead, external_id_field?, allow_duplicates?}; pipedrive "
+    "{company_domain?; deals?: on|off; order_id_field? (deal custom field key, needed with "
+    "deals); write_back?}. Every kind also takes api_base_url (call the API at another "
+    "host); shops take pull_every_minutes (scheduled pulls)."
 )
 CREDENTIALS_DOC = (
     "API credentials, stored encrypted: shopify {access_token}; woocommerce "
     "{consumer_key, consumer_secret}; magento {access_token}; stripe {api_key}; "
-    "hubspot {access_token} (a private app's token)."
+    "hubspot {access_token} (a private app's token) or {refresh_token, client_id, "
+    "client_secret, access_token?, expires_at?} (an OAuth app: refreshed before expiry); "
+    "salesforce {access_token, refresh_token?, client_id?, client_secret?}; pipedrive "
+    "{api_token} or {access_token}."
 )
 
 
 class ConnectorIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     program_id: str
-    kind: str = Field(description="shopify, woocommerce, magento, stripe or webhook.")
+    kind: str = Field(
+        description="shopify, woocommerce, magento, stripe (shops); hubspot, salesforce, "
+        "pipedrive (CRMs); webhook (outgoing webhooks)."
+    )
     settings: dict[str, Any] = Field(default_factory=dict, description=SETTINGS_DOC)
     secret: str | None = Field(
         default=None,
         description="Shops: the webhook signing secret exactly as the shop shows it (Shopify "
         "app secret, WooCommerce webhook secret, Stripe whsec_..., Magento/Adobe client "
         "secret). webhook: a Standard Webhooks secret whsec_<base64>, or leave it out and "
-        "one is made and shown once.",
+        "one is made and shown once. hubspot: the app's client secret (checks its signed "
+        "webhooks); pipedrive: user:password of its webhooks' HTTP Basic auth.",
     )
     credentials: dict[str, Any] = Field(default_factory=dict, description=CREDENTIALS_DOC)
     mapping: dict[str, Any] | None = Field(
@@ -70,7 +89,9 @@ class ConnectorOut(BaseModel):
     kind: str
     settings: dict[str, Any]
     webhook_url: str | None = Field(
-        description="Shops: paste this into the shop's webhook settings."
+        description="Shops: paste this into the shop's webhook settings. HubSpot and "
+        "Pipedrive: the target URL of the CRM's webhook subscription, whose changes "
+        "(settings.write_back) flow back to the shop's customer."
     )
     direction: str = Field(description="in (a shop's webhooks) or out (events we send).")
     status: str = Field(description="active, or disabled after too many failed deliveries.")
@@ -100,7 +121,10 @@ def connector_out(
         program_id=connector.program_id,
         kind=connector.kind,
         settings=dict(connector.settings),
-        webhook_url=None if outgoing else connectors.webhook_url(public_url, connector.id),
+        # Where the vendor sends its webhooks: shops, and CRMs that report changes.
+        webhook_url=connectors.webhook_url(public_url, connector.id)
+        if not outgoing or connector.kind in CRM_WEBHOOKS
+        else None,
         direction="out" if outgoing else "in",
         status=connector.status,
         disabled_reason=connector.disabled_reason,

@@ -13,7 +13,7 @@ from partnerloop.access.service import Scope
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
 from partnerloop.core.errors import NotFound
-from partnerloop.integrations.registry import OUTBOUND
+from partnerloop.integrations.registry import DELIVERY_KINDS
 from partnerloop.sync import service as sync
 from partnerloop.sync.models import OutboxMessage
 from partnerloop.web.api.common import ERRORS
@@ -94,7 +94,7 @@ def delivery_out(row: OutboxMessage) -> DeliveryOut:
 
 def _delivery(session: Session, message_id: str, program_id: str | None) -> OutboxMessage:
     row = sync.get_or_raise(session, OutboxMessage, message_id, program_id=program_id)
-    if row.destination_kind not in OUTBOUND:
+    if row.destination_kind not in DELIVERY_KINDS:
         raise NotFound(f"No delivery {message_id}.", code="delivery_not_found")
     return row
 
@@ -118,7 +118,7 @@ def list_deliveries(
             state=state,
             after=page.after,
             limit=page.limit,
-            destination_kinds=list(OUTBOUND),
+            destination_kinds=list(DELIVERY_KINDS),
             destination_id=connector_id,
         )
         return DeliveryList(items=[delivery_out(r) for r in rows], **page.render(rows))
@@ -173,7 +173,7 @@ def sync_stats(
     with runtime.sessions() as session:
         stats = sync.destination_stats(
             session,
-            kinds=list(OUTBOUND),
+            kinds=list(DELIVERY_KINDS),
             program_id=principal.visible_program(program_id),
             now=utcnow(),
         )

@@ -1,0 +1,255 @@
+"""CRM -> shop: a lifecycle stage set in HubSpot (or a label in Pipedrive) reaches
+the Shopify customer as a tag, through the CRM's signed webhook, the inbox, the
+worker and the delivery engine, against local servers that answer with the
+vendors' published payloads."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import httpx
+
+from partnerloop.integrations.models import CrmLink
+from partnerloop.sync.models import OutboxMessage
+from tests.conftest import Server
+from tests.factories.connectors import (
+    create_connector_api,
+    fixture_bytes,
+    fixture_json,
+    hook_path,
+    inbound_events,
+)
+from tests.factories.programs import create_program_api
+from tests.factories.shopify import SECRET, SHOP, deliver, paid_order
+from tests.support.clock import Clock, worker
+from tests.support.http import Received, Reply, ScriptedServer
+
+CLIENT_SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
+CONTACT_ID = "512"  # the id in HubSpot's batch answer example
+JSON = {"content-type": "application/json"}
+CUSTOMER_PATH = "/admin/api/2026-04/customers/115310627314723950.json"
+
+
+def hubspot_answer(email: str) -> Reply:
+    """HubSpot's documented batch answer, for our contact (its id is what links the
+    CRM's later webhooks to our customer)."""
+    body = fixture_json("hubspot", "docs_contacts-batch-update_response-example.json")
+    body["status"] = "COMPLETE"
+    body["errors"], body["numErrors"] = [], 0
+    body["results"][0]["properties"] = {"email": email}
+    return Reply(200, JSON, json.dumps(body).encode())
+
+
+def shopify_customer(tags: str) -> Reply:
+    """Shopify's REST customer fixture as the shop holds it now."""
+    body = json.loads(fixture_bytes("shopify", "rest-fixture_customer.json"))
+    body["customer"].update(id=115310627314723950, tags=tags)
+    return Reply(200, JSON, json.dumps(body).encode())
+
+
+def sign_v3(url: str, body: bytes, timestamp: str) -> str:
+    # Written out here from HubSpot's docs, independently of the connector.
+    message = b"POST" + url.encode() + body + timestamp.encode()
+    return base64.b64encode(
+        hmac.new(CLIENT_SECRET.encode(), message, hashlib.sha256).digest()
+    ).decode()
+
+
+def property_change(value: str, *, event_id: int, occurred_ms: int) -> dict[str, Any]:
+    # The shape of HubSpot's contact.propertyChange event (webhooks API docs).
+    return {
+        "eventId": event_id,
+        "subscriptionId": 12345,
+        "portalId": 62515,
+        "appId": 54321,
+        "occurredAt": occurred_ms,
+        "subscriptionType": "contact.propertyChange",
+        "attemptNumber": 0,
+        "objectId": int(CONTACT_ID),
+        "propertyName": "lifecyclestage",
+        "propertyValue": value,
+        "changeSource": "CRM",
+    }
+
+
+def send_hubspot(
+    api: httpx.Client, connector: dict[str, Any], events: list[dict[str, Any]], **overrides: str
+) -> httpx.Response:
+    body = json.dumps(events).encode()
+    timestamp = str(int(time.time() * 1000))
+    headers = {
+        "Content-Type": "application/json",
+        "X-HubSpot-Signature-v3": sign_v3(connector["webhook_url"], body, timestamp),
+        "X-HubSpot-Request-Timestamp": timestamp,
+        **overrides,
+    }
+    return api.post(hook_path(connector), content=body, headers=headers)
+
+
+def loop(api: httpx.Client, shopify_url: str, hubspot_url: str) -> tuple[dict[str, Any], ...]:
+    program = create_program_api(api, currency="USD")
+    shop = create_connector_api(
+        api,
+        program["id"],
+        "shopify",
+        secret=SECRET,
+        settings={"shop_domain": SHOP, "api_base_url": shopify_url},
+        credentials={"access_token": "shpat_test"},
+    )
+    hubspot = create_connector_api(
+        api,
+        program["id"],
+        "hubspot",
+        secret=CLIENT_SECRET,
+        settings={"api_base_url": hubspot_url, "write_back": ["lifecyclestage"]},
+        credentials={"access_token": "pat-test"},
+    )
+    return program, shop, hubspot
+
+
+def buy(api: httpx.Client, server: Server, shop: dict[str, Any], clock: Clock) -> None:
+    """A Shopify order whose customer partnerloop then upserts into HubSpot."""
+    order = paid_order(820982911946154508)
+    response = deliver(api, shop, "orders/create", json.dumps(order).encode(), event_id="ev-buy")
+    assert response.status_code == 200, response.text
+    worker(server.runtime, clock).drain()
+
+
+def writes(received: list[Received]) -> list[tuple[str, str, Any]]:
+    return [
+        (r.method, r.path, r.json() if r.body else None)
+        for r in received
+        if r.path == CUSTOMER_PATH
+    ]
+
+
+def test_a_lifecycle_stage_set_in_hubspot_becomes_a_shopify_customer_tag(server: Server) -> None:
+    hubspot = ScriptedServer([], then=hubspot_answer("john@example.com"))
+    shopify = ScriptedServer(
+        [shopify_customer("loyal, crm:lifecyclestage:lead"), shopify_customer("")]
+    )
+    clock = Clock()
+    with hubspot.running(), shopify.running(), server.client() as api:
+        _, shop, crm = loop(api, shopify.url, hubspot.url)
+        buy(api, server, shop, clock)
+        now_ms = int(time.time() * 1000)
+        first = send_hubspot(
+            api, crm, [property_change("customer", event_id=7, occurred_ms=now_ms)]
+        )
+        again = send_hubspot(
+            api, crm, [property_change("customer", event_id=7, occurred_ms=now_ms)]
+        )
+        clock.catch_up()
+        worker(server.runtime, clock).drain()
+
+    # The contact was linked by HubSpot's own id, the webhook stored once...
+    with server.runtime.sessions() as db:
+        [link] = db.query(CrmLink).filter_by(connector_id=crm["id"]).all()
+        [message] = db.query(OutboxMessage).filter_by(destination_id=shop["id"]).all()
+    assert link.remote_id == CONTACT_ID
+    assert (first.json()["status"], again.json()["status"]) == ("accepted", "duplicate")
+    # ...and the Shopify customer got the stage as a tag, its own tags kept and the
+    # old stage's tag replaced, in one read and one write.
+    assert writes(shopify.received) == [
+        ("GET", CUSTOMER_PATH, None),
+        (
+            "PUT",
+            CUSTOMER_PATH,
+            {"customer": {"id": 115310627314723950, "tags": "loyal, crm:lifecyclestage:customer"}},
+        ),
+    ]
+    assert shopify.received[1].headers["x-shopify-access-token"] == "shpat_test"
+    assert message.state == "delivered"
+
+
+def test_a_late_older_change_does_not_overwrite_a_newer_one(server: Server) -> None:
+    hubspot = ScriptedServer([], then=hubspot_answer("john@example.com"))
+    shopify = ScriptedServer(
+        [shopify_customer(""), shopify_customer("")],
+        then=shopify_customer("crm:lifecyclestage:evangelist"),
+    )
+    clock = Clock()
+    with hubspot.running(), shopify.running(), server.client() as api:
+        _, shop, crm = loop(api, shopify.url, hubspot.url)
+        buy(api, server, shop, clock)
+        now_ms = int(time.time() * 1000)
+        newer = property_change("evangelist", event_id=9, occurred_ms=now_ms)
+        older = property_change("lead", event_id=8, occurred_ms=now_ms - 60_000)
+        send_hubspot(api, crm, [newer])
+        clock.catch_up()
+        worker(server.runtime, clock).drain()
+        send_hubspot(api, crm, [older])  # HubSpot's retry of an earlier event, late
+        clock.catch_up()
+        worker(server.runtime, clock).drain()
+
+    puts = [body for method, _, body in writes(shopify.received) if method == "PUT"]
+    assert puts == [
+        {"customer": {"id": 115310627314723950, "tags": "crm:lifecyclestage:evangelist"}}
+    ]
+    with server.runtime.sessions() as db:
+        messages = db.query(OutboxMessage).filter_by(destination_id=shop["id"]).all()
+    assert len(messages) == 1  # the late event changed nothing: nothing queued
+
+
+def test_a_bad_signature_is_refused_and_nothing_is_stored(server: Server) -> None:
+    with server.client() as api:
+        program, _, crm = loop(api, "http://127.0.0.1:9", "http://127.0.0.1:9")
+        forged = send_hubspot(
+            api,
+            crm,
+            [property_change("customer", event_id=1, occurred_ms=int(time.time() * 1000))],
+            **{"X-HubSpot-Signature-v3": base64.b64encode(b"0" * 32).decode()},
+        )
+        events = inbound_events(api, program["id"])
+
+    assert forged.status_code == 401
+    assert forged.json()["code"] == "invalid_signature"
+    assert events == []
+
+
+def test_a_contact_partnerloop_never_sent_is_ignored(server: Server) -> None:
+    shopify = ScriptedServer([])
+    clock = Clock()
+    with shopify.running(), server.client() as api:
+        program, _, crm = loop(api, shopify.url, "http://127.0.0.1:9")
+        stored = send_hubspot(
+            api, crm, [property_change("customer", event_id=3, occurred_ms=int(time.time() * 1000))]
+        )
+        clock.catch_up()
+        worker(server.runtime, clock).drain()
+        [event] = inbound_events(api, program["id"])
+
+    assert stored.status_code == 200
+    assert event["state"] == "processed"
+    assert shopify.received == []
+
+
+def test_a_shop_that_is_down_gets_the_write_once_it_is_back(server: Server) -> None:
+    hubspot = ScriptedServer([], then=hubspot_answer("john@example.com"))
+    shopify = ScriptedServer(
+        [Reply(503), Reply(502), shopify_customer("")], then=shopify_customer("")
+    )
+    clock = Clock()
+    with hubspot.running(), shopify.running(), server.client() as api:
+        _, shop, crm = loop(api, shopify.url, hubspot.url)
+        buy(api, server, shop, clock)
+        send_hubspot(
+            api, crm, [property_change("customer", event_id=5, occurred_ms=int(time.time() * 1000))]
+        )
+        clock.catch_up()
+        running = worker(server.runtime, clock)
+        for _ in range(4):
+            running.drain()
+            clock.advance(3600)
+        [delivery] = api.get("/api/v1/deliveries", params={"connector_id": shop["id"]}).json()[
+            "items"
+        ]
+
+    puts = [body for method, _, body in writes(shopify.received) if method == "PUT"]
+    assert puts == [{"customer": {"id": 115310627314723950, "tags": "crm:lifecyclestage:customer"}}]
+    assert (delivery["state"], delivery["attempts"]) == ("delivered", 3)
