@@ -24,7 +24,13 @@ from partnerloop.core.settings import Settings, load_old_secret_keys, load_secre
 from partnerloop.integrations import crm_to_shop, outbound, scheduled
 from partnerloop.integrations import inbound as shop_inbound
 from partnerloop.integrations.postback import handler as postback
-from partnerloop.integrations.registry import CRM_CONNECTORS, CRM_WEBHOOKS, SHOPS, WRITING_SHOPS
+from partnerloop.integrations.registry import (
+    CRM_CONNECTORS,
+    CRM_WEBHOOKS,
+    POLLING_CRMS,
+    SHOPS,
+    WRITING_SHOPS,
+)
 from partnerloop.integrations.webhooks.connector import KIND as WEBHOOK_KIND
 from partnerloop.sync.fanout import Subscriber, make_fanout
 from partnerloop.sync.service import FANOUT_KIND
@@ -57,6 +63,16 @@ class Runtime:
                 self.sessions,
                 cipher,
                 SHOPS,
+                client_factory=lambda: httpx.Client(timeout=60.0),
+                now=now,
+            )
+
+        def poll_crms(now: datetime) -> int:
+            return crm_to_shop.poll_due(
+                self.sessions,
+                cipher,
+                POLLING_CRMS,
+                WRITING_SHOPS,
                 client_factory=lambda: httpx.Client(timeout=60.0),
                 now=now,
             )
@@ -104,7 +120,10 @@ class Runtime:
             periodic=[
                 PeriodicTask("approve_due_commissions", APPROVE_DUE_EVERY_SECONDS, approve_due)
             ],
-            background=[BackgroundTask("pull_shops", PULL_CHECK_EVERY_SECONDS, pull_shops)],
+            background=[
+                BackgroundTask("pull_shops", PULL_CHECK_EVERY_SECONDS, pull_shops),
+                BackgroundTask("poll_crm_changes", PULL_CHECK_EVERY_SECONDS, poll_crms),
+            ],
         )
 
     def make_worker(

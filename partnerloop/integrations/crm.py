@@ -56,6 +56,16 @@ class CrmChange:
 
 
 @dataclass(frozen=True)
+class ChangesRead:
+    """What a poll of a CRM found (for CRMs without webhooks, e.g. Salesforce)."""
+
+    changes: list[CrmChange]
+    # Where the next poll starts: the CRM's newest change time seen (None: nothing new).
+    high_water: datetime | None
+    credentials: Mapping[str, str] | None = None  # renewed on the way: store them
+
+
+@dataclass(frozen=True)
 class DealFacts:
     """An order as a CRM deal (HubSpot deal, Pipedrive deal), when the connector's
     `deals` setting is on. Upserted by the order id, so a retry or a later state

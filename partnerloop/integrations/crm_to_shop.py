@@ -3,7 +3,9 @@ labels) goes back to the shop's customer record.
 
 The path, each step durable before the next:
 1. The CRM's signed webhook (HubSpot v3, Pipedrive v2 with Basic auth) is verified
-   and stored in the inbox by web/hooks.py, like a shop's.
+   and stored in the inbox by web/hooks.py, like a shop's. A CRM without webhooks
+   (Salesforce) is polled instead every `pull_every_minutes` from a high-water
+   mark of the CRM's own change times (`poll_due`).
 2. `make_handler` (a worker job, in one transaction): each change names the CRM's
    id for a contact; partnerloop knows it from its own upserts (crm_links). The
    properties the connector's `write_back` setting lists are kept on that link
@@ -20,6 +22,7 @@ A CRM contact partnerloop never sent (not a customer of the program) is ignored.
 
 from __future__ import annotations
 
+import logging
 import secrets as random_secrets
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -31,9 +34,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from partnerloop.core.clock import utcnow
 from partnerloop.core.crypto import FieldCipher
+from partnerloop.core.db import transaction
 from partnerloop.core.errors import DomainError
-from partnerloop.integrations import connectors, links
-from partnerloop.integrations.crm import CrmChange
+from partnerloop.integrations import connectors, links, scheduled
+from partnerloop.integrations.crm import ChangesRead, CrmChange, Verdict
 from partnerloop.integrations.models import Connector, CrmLink
 from partnerloop.integrations.shop import Delivery, Unusable, WebhookRequest
 from partnerloop.integrations.writeback import WritingShop
@@ -42,10 +46,27 @@ from partnerloop.sync import service as sync
 from partnerloop.sync.models import InboundEvent, OutboxMessage
 from partnerloop.sync.worker import InboundHandler, Outcome, RejectEvent, RemoteDeliverer
 
+log = logging.getLogger("partnerloop.crm_to_shop")
+
 INBOUND_KIND = "crm"
 DESTINATION_KIND = "shop_writeback"
 TOPIC = "customer.crm_changed"
 WRITE_BACK_SETTING = "write_back"
+
+
+class PollingCrm(Protocol):
+    """What a CRM read by polling provides."""
+
+    def changes_since(
+        self,
+        client: httpx.Client,
+        *,
+        settings: Mapping[str, Any],
+        credentials: Mapping[str, str],
+        since: datetime,
+        properties: Sequence[str],
+        now: datetime,
+    ) -> ChangesRead | Verdict: ...
 
 
 class CrmWebhooks(Protocol):
@@ -209,3 +230,66 @@ def make_deliverer(
             links.release(sessions, connector.id, customer_id, token, None)
 
     return deliver
+
+
+def poll_due(
+    sessions: sessionmaker[Session],
+    cipher: FieldCipher,
+    pollers: Mapping[str, PollingCrm],
+    shops: Mapping[str, WritingShop],
+    *,
+    client_factory: Callable[[], httpx.Client],
+    now: datetime,
+) -> int:
+    """Poll every CRM connector that is due (`pull_every_minutes` and `write_back`
+    set); returns how many customers changed. The claim is the scheduled pulls'
+    compare-and-set, so one worker polls a connector when several run."""
+    claimed: list[tuple[str, datetime]] = []
+    with transaction(sessions) as session:
+        for connector in session.scalars(
+            select(Connector).where(Connector.kind.in_(list(pollers))).order_by(Connector.id)
+        ):
+            if scheduled.SETTING not in connector.settings or not write_back_properties(connector):
+                continue
+            since = scheduled.claim(session, connector, now)
+            if since is not None:
+                claimed.append((connector.id, since))
+    changed = 0
+    for connector_id, since in claimed:
+        with sessions() as session:
+            connector = session.get_one(Connector, connector_id)
+            config = connectors.config_of(session, cipher, connector)
+            wanted = write_back_properties(connector)
+            poller = pollers[connector.kind]
+        with client_factory() as client:
+            read = poller.changes_since(
+                client,
+                settings=config.settings,
+                credentials=config.credentials,
+                since=since,
+                properties=wanted,
+                now=now,
+            )
+        with transaction(sessions) as session:
+            connector = session.get_one(Connector, connector_id)
+            credentials = read.credentials
+            if credentials is not None:
+                connectors.save_credentials(cipher, connector, credentials, now=now)
+            if isinstance(read, Verdict):
+                # The high-water mark stays: the next poll reads this range again.
+                log.warning("polling %s for changes failed: %s", connector_id, read.outcome.error)
+                continue
+            changed += record_changes(
+                session,
+                cipher,
+                connector=connector,
+                changes=read.changes,
+                shops=shops,
+                event_id=f"poll:{since.isoformat()}",
+                now=now,
+            )
+            if read.high_water is not None:
+                state = dict(connector.cursor or {})
+                state[scheduled.SINCE_KEY] = read.high_water.isoformat()
+                connector.cursor = state
+    return changed

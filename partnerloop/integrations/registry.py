@@ -8,12 +8,13 @@ from __future__ import annotations
 from partnerloop.integrations.connectors import ConnectorKind
 from partnerloop.integrations.crm import CrmConnector
 from partnerloop.integrations.crm_to_shop import DESTINATION_KIND as WRITE_BACK
-from partnerloop.integrations.crm_to_shop import CrmWebhooks
+from partnerloop.integrations.crm_to_shop import CrmWebhooks, PollingCrm
 from partnerloop.integrations.hubspot.connector import CONNECTOR as HUBSPOT
 from partnerloop.integrations.hubspot.webhooks import WEBHOOKS as HUBSPOT_WEBHOOKS
 from partnerloop.integrations.magento.connector import CONNECTOR as MAGENTO
 from partnerloop.integrations.pipedrive.connector import CONNECTOR as PIPEDRIVE
 from partnerloop.integrations.pipedrive.webhooks import WEBHOOKS as PIPEDRIVE_WEBHOOKS
+from partnerloop.integrations.salesforce.changes import POLLING as SALESFORCE_POLLING
 from partnerloop.integrations.salesforce.connector import CONNECTOR as SALESFORCE
 from partnerloop.integrations.shop import ShopConnector
 from partnerloop.integrations.shopify.connector import CONNECTOR as SHOPIFY
@@ -38,6 +39,8 @@ CRM_WEBHOOKS: dict[str, CrmWebhooks] = {
     HUBSPOT.kind: HUBSPOT_WEBHOOKS,
     PIPEDRIVE.kind: PIPEDRIVE_WEBHOOKS,
 }
+# CRMs without webhooks, polled for changes (-> the shop write-back).
+POLLING_CRMS: dict[str, PollingCrm] = {SALESFORCE.kind: SALESFORCE_POLLING}
 OUTBOUND: dict[str, ConnectorKind] = {WEBHOOK.kind: WEBHOOK}
 OUTBOUND.update({crm.kind: crm for crm in CRM_CONNECTORS})
 # Outbox destinations that are deliveries to a connector (the deliveries API, sync

@@ -30,12 +30,13 @@ log = logging.getLogger("partnerloop.pull")
 
 SETTING = "pull_every_minutes"
 CURSOR_KEY = "scheduled"
+SINCE_KEY = "pull_since"  # in the connector's cursor: where the next pull starts
 OVERLAP = timedelta(minutes=10)
 # A new connector's first pull also covers the day before it was connected.
 FIRST_PULL_LOOKBACK = timedelta(days=1)
 
 
-def _claim(session: Session, connector: Connector, now: datetime) -> datetime | None:
+def claim(session: Session, connector: Connector, now: datetime) -> datetime | None:
     """Take this connector's pull if it is due; returns the `since` to pull from.
 
     The compare-and-set on updated_at makes one worker win when several share
@@ -45,7 +46,7 @@ def _claim(session: Session, connector: Connector, now: datetime) -> datetime | 
     due_at = state.get("next_pull_at")
     if due_at and parse_datetime(due_at) > now:
         return None
-    since_text = state.get("pull_since")
+    since_text = state.get(SINCE_KEY)
     since = parse_datetime(since_text) if since_text else connector.created_at - FIRST_PULL_LOOKBACK
     state["next_pull_at"] = (now + timedelta(minutes=minutes)).isoformat()
     won: CursorResult[Any] = session.execute(  # type: ignore[assignment]
@@ -72,7 +73,7 @@ def pull_due(
                 continue
             if getattr(shops.get(connector.kind), "pull", None) is None:
                 continue
-            since = _claim(session, connector, now)
+            since = claim(session, connector, now)
             if since is not None:
                 claimed.append((connector.id, since))
     stored = 0
@@ -97,6 +98,6 @@ def pull_due(
         with transaction(sessions) as session:
             connector = session.get_one(Connector, connector_id)
             state = dict(connector.cursor or {})
-            state["pull_since"] = (now - OVERLAP).isoformat()
+            state[SINCE_KEY] = (now - OVERLAP).isoformat()
             connector.cursor = state
     return stored

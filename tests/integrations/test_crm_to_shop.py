@@ -1,21 +1,28 @@
-"""CRM -> shop: a lifecycle stage set in HubSpot (or a label in Pipedrive) reaches
-the Shopify customer as a tag, through the CRM's signed webhook, the inbox, the
-worker and the delivery engine, against local servers that answer with the
-vendors' published payloads."""
+"""CRM -> shop: a lifecycle stage set in HubSpot (or a Salesforce field, polled)
+reaches the Shopify customer as a tag, through the CRM's signed webhook (or the
+poll), the inbox, the worker and the delivery engine, against local servers
+that answer with the vendors' published payloads."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
 import time
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from partnerloop.core.clock import utcnow
+from partnerloop.integrations import crm_to_shop
 from partnerloop.integrations.models import CrmLink
+from partnerloop.integrations.registry import POLLING_CRMS, WRITING_SHOPS
 from partnerloop.sync.models import OutboxMessage
+from partnerloop.sync.worker import Worker
 from tests.conftest import Server
 from tests.factories.connectors import (
     create_connector_api,
@@ -253,3 +260,103 @@ def test_a_shop_that_is_down_gets_the_write_once_it_is_back(server: Server) -> N
     puts = [body for method, _, body in writes(shopify.received) if method == "PUT"]
     assert puts == [{"customer": {"id": 115310627314723950, "tags": "crm:lifecyclestage:customer"}}]
     assert (delivery["state"], delivery["attempts"]) == ("delivered", 3)
+
+
+# --- Salesforce: polled, no webhooks ----------------------------------------------------
+
+SF_FIELD = "Picklist_Multiselect_Label"  # a multi-select picklist in Salesforce's fixture
+
+
+def salesforce_changes(stamp: str) -> Reply:
+    """Salesforce's query answer (the restforce fixture's record, as our upserted
+    Contact "foo" with its SystemModstamp)."""
+    body = fixture_json("salesforce", "restforce_query-success.json")
+    [record] = body["records"]
+    record["attributes"] = {"type": "Contact", "url": "/services/data/v60.0/sobjects/Contact/foo"}
+    record.update(Id="foo", SystemModstamp=stamp)
+    return Reply(200, JSON, json.dumps(body).encode())
+
+
+def no_polling_worker(server: Server, clock: Clock) -> Worker:
+    """A worker without background tasks: the test polls Salesforce itself, in order."""
+    clock.catch_up()
+    registry = dataclasses.replace(server.runtime.registry(clock=clock), background=())
+    return server.runtime.make_worker(registry=registry, clock=clock)
+
+
+def poll(server: Server, now: datetime) -> int:
+    return crm_to_shop.poll_due(
+        server.runtime.sessions,
+        server.runtime.cipher,
+        POLLING_CRMS,
+        WRITING_SHOPS,
+        client_factory=lambda: httpx.Client(timeout=5),
+        now=now,
+    )
+
+
+def test_a_salesforce_field_is_polled_and_becomes_shopify_tags(server: Server) -> None:
+    upserted = Reply(201, JSON, fixture_bytes("salesforce", "restforce_upsert-created_201.json"))
+    salesforce = ScriptedServer(
+        [upserted, salesforce_changes("2026-11-24T09:30:00.000+0000")],
+        then=Reply(200, JSON, b'{"totalSize": 0, "done": true, "records": []}'),
+    )
+    shopify = ScriptedServer([shopify_customer("vip"), shopify_customer("")])
+    clock = Clock()
+    with salesforce.running(), shopify.running(), server.client() as api:
+        program = create_program_api(api, currency="USD")
+        shop = create_connector_api(
+            api,
+            program["id"],
+            "shopify",
+            secret=SECRET,
+            settings={"shop_domain": SHOP, "api_base_url": shopify.url},
+            credentials={"access_token": "shpat_test"},
+        )
+        crm = api.post(
+            "/api/v1/connectors",
+            json={
+                "program_id": program["id"],
+                "kind": "salesforce",
+                "settings": {
+                    "instance_url": salesforce.url,
+                    "write_back": [SF_FIELD],
+                    "pull_every_minutes": 5,
+                },
+                "credentials": {"access_token": "00D-test"},
+            },
+        ).json()
+        order = paid_order(820982911946154508)
+        deliver(api, shop, "orders/create", json.dumps(order).encode(), event_id="ev-sf")
+        no_polling_worker(server, clock).drain()
+        first = utcnow()
+        changed = poll(server, first)
+        again_at_once = poll(server, first + timedelta(seconds=30))  # not due yet
+        later = poll(server, first + timedelta(minutes=6))
+        no_polling_worker(server, clock).drain()
+
+    queries = [r for r in salesforce.received if r.method == "GET"]
+    assert (changed, again_at_once, later) == (1, 0, 0)
+    assert len(queries) == 2
+    [soql] = parse_qs(urlsplit(queries[0].path).query)["q"]
+    assert soql.startswith(
+        "SELECT Id, Picklist_Multiselect_Label, SystemModstamp FROM Contact "
+        "WHERE Partnerloop_Customer_Id__c != null AND SystemModstamp >= "
+    )
+    assert soql.endswith(" ORDER BY SystemModstamp, Id LIMIT 2000")
+    # The second poll starts at the newest change the first one saw.
+    [soql] = parse_qs(urlsplit(queries[1].path).query)["q"]
+    assert "SystemModstamp >= 2026-11-24T09:30:00Z " in soql
+    with server.runtime.sessions() as db:
+        [link] = db.query(CrmLink).filter_by(connector_id=crm["id"]).all()
+    assert link.remote_id == "foo"
+    assert writes(shopify.received)[1] == (
+        "PUT",
+        CUSTOMER_PATH,
+        {
+            "customer": {
+                "id": 115310627314723950,
+                "tags": f"vip, crm:{SF_FIELD}:four, crm:{SF_FIELD}:six",
+            }
+        },
+    )

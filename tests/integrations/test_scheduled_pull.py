@@ -122,9 +122,9 @@ def test_only_one_worker_wins_a_due_pull(server: Server) -> None:
         db.expunge(stale)
 
     with transaction(server.runtime.sessions) as db:
-        first = scheduled._claim(db, db.get_one(Connector, connector["id"]), now)
+        first = scheduled.claim(db, db.get_one(Connector, connector["id"]), now)
     with transaction(server.runtime.sessions) as db:
-        second = scheduled._claim(db, stale, now)  # another worker that read it before
+        second = scheduled.claim(db, stale, now)  # another worker that read it before
 
     assert first is not None
     assert second is None

@@ -201,6 +201,8 @@ class SalesforceConnector:
         "external_id_field": False,
         "allow_duplicates": False,
     }
+    # Fields whose changes (polled every pull_every_minutes) go back to the shop customer.
+    list_settings: Sequence[str] = ("write_back",)
     credential_fields: Sequence[str] = (
         "access_token",
         "refresh_token",
