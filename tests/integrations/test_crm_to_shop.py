@@ -33,6 +33,8 @@ from tests.factories.connectors import (
 )
 from tests.factories.programs import create_program_api
 from tests.factories.shopify import SECRET, SHOP, deliver, paid_order
+from tests.integrations.test_pipedrive import TOKEN as PIPEDRIVE_TOKEN
+from tests.integrations.test_pipedrive import no_person, person
 from tests.support.clock import Clock, worker
 from tests.support.http import Received, Reply, ScriptedServer
 
@@ -359,4 +361,94 @@ def test_a_salesforce_field_is_polled_and_becomes_shopify_tags(server: Server) -
                 "tags": f"vip, crm:{SF_FIELD}:four, crm:{SF_FIELD}:six",
             }
         },
+    )
+
+
+# --- Pipedrive: webhooks v2 with HTTP Basic auth ----------------------------------------
+
+SEGMENT_KEY = "d4de1c1518b4531717c676029a45911c340390a6"  # a person custom field's key
+HOOK_AUTH = "partnerloop:s3cret-hook-pass"
+
+
+def pipedrive_person_change(person_id: int, segment: str, *, event_id: str) -> bytes:
+    # Webhooks v2 `change.person`: meta as in the real capture (captured_webhook-v2_*),
+    # data as Pipedrive's v2 person with a varchar custom field.
+    return json.dumps(
+        {
+            "data": {
+                "id": person_id,
+                "name": "John Smith",
+                "first_name": "John",
+                "last_name": "Smith",
+                "owner_id": 26510409,
+                "org_id": None,
+                "label_ids": [],
+                "custom_fields": {SEGMENT_KEY: {"type": "varchar", "value": segment}},
+                "update_time": "2026-11-24T10:00:00Z",
+            },
+            "previous": {"custom_fields": {SEGMENT_KEY: None}},
+            "meta": {
+                "action": "change",
+                "company_id": "15747575",
+                "correlation_id": "ac082c9f-fb53-47e5-a1a6-227c2fccd657",
+                "entity_id": str(person_id),
+                "entity": "person",
+                "id": event_id,
+                "is_bulk_edit": False,
+                "timestamp": utcnow().isoformat().replace("+00:00", "Z"),
+                "type": "general",
+                "user_id": "26510409",
+                "version": "2.0",
+                "webhook_id": "1872755",
+                "webhook_owner_id": "26510409",
+                "change_source": "app",
+                "permitted_user_ids": ["26510409"],
+                "attempt": 1,
+                "host": "acme.pipedrive.com",
+            },
+        }
+    ).encode()
+
+
+def test_a_pipedrive_segment_reaches_shopify_through_an_authenticated_webhook(
+    server: Server,
+) -> None:
+    pipedrive = ScriptedServer([no_person(), person(201, 179, "john@example.com")])
+    shopify = ScriptedServer([shopify_customer(""), shopify_customer("")])
+    clock = Clock()
+    with pipedrive.running(), shopify.running(), server.client() as api:
+        program = create_program_api(api, currency="USD")
+        shop = create_connector_api(
+            api,
+            program["id"],
+            "shopify",
+            secret=SECRET,
+            settings={"shop_domain": SHOP, "api_base_url": shopify.url},
+            credentials={"access_token": "shpat_test"},
+        )
+        crm = create_connector_api(
+            api,
+            program["id"],
+            "pipedrive",
+            secret=HOOK_AUTH,
+            settings={"api_base_url": pipedrive.url, "write_back": [SEGMENT_KEY]},
+            credentials={"api_token": PIPEDRIVE_TOKEN},
+        )
+        buy(api, server, shop, clock)
+        body = pipedrive_person_change(179, "gold", event_id="8818e477-972e-4ddb-8d8e-cb61a933db4e")
+        headers = {"Content-Type": "application/json", "User-Agent": "Pipedrive Webhooks"}
+        unauthenticated = api.post(hook_path(crm), content=body, headers=headers)
+        wrong = api.post(hook_path(crm), content=body, headers=headers, auth=("partnerloop", "x"))
+        stored = api.post(
+            hook_path(crm), content=body, headers=headers, auth=tuple(HOOK_AUTH.split(":", 1))
+        )
+        clock.catch_up()
+        worker(server.runtime, clock).drain()
+
+    assert (unauthenticated.status_code, wrong.status_code) == (401, 401)
+    assert stored.json()["status"] == "accepted"
+    assert writes(shopify.received)[1] == (
+        "PUT",
+        CUSTOMER_PATH,
+        {"customer": {"id": 115310627314723950, "tags": f"crm:{SEGMENT_KEY}:gold"}},
     )
