@@ -101,15 +101,31 @@ def inputs(request: Received, token: str = PAT) -> list[dict[str, Any]]:
     body = request.json()
     assert set(body) == {"inputs"}
     for item in body["inputs"]:
-        assert set(item) == {"id", "idProperty", "properties"}
+        assert set(item) == {"id", "idProperty", "objectWriteTraceId", "properties"}
         assert item["idProperty"] == "email"
         assert item["id"] == item["properties"]["email"]
+        # The trace id a 207's errors name the input by: the key, as compared.
+        assert item.pop("objectWriteTraceId") == item["id"].lower()
         assert all(isinstance(v, str) for v in item["properties"].values())
     return list(body["inputs"])
 
 
 def contact(email: str, **properties: Any) -> dict[str, Any]:
     return {"email": email, **properties}
+
+
+def test_a_hubspot_error_naming_the_trace_id_refuses_that_contact_alone() -> None:
+    message = 'Property values were not valid: [{"isValid":false,"name":"phone"}]'
+    answer = batch_answer(
+        207, {"a@example.com": "101"}, [({"objectWriteTraceId": ["b@example.com"]}, message)]
+    )
+    verdict, _ = hubspot_upsert(
+        [answer], [contact("a@example.com"), contact("B@example.com", phone="x")]
+    )
+
+    assert verdict.outcome.ok
+    assert verdict.rejected == {"b@example.com": message}
+    assert verdict.remote_ids == {"a@example.com": "101"}
 
 
 def test_a_hubspot_batch_with_one_refused_contact_delivers_the_others() -> None:

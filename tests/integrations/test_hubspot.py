@@ -60,9 +60,10 @@ def upserts(received: list[Received]) -> list[dict[str, Any]]:
         body = request.json()
         assert set(body) == {"inputs"}
         for item in body["inputs"]:
-            assert set(item) == {"id", "idProperty", "properties"}
+            assert set(item) == {"id", "idProperty", "objectWriteTraceId", "properties"}
             assert item["idProperty"] == "email"
             assert item["id"] == item["properties"]["email"]
+            assert item["objectWriteTraceId"] == item["id"].lower()
             # HubSpot property values are text.
             assert all(isinstance(v, str) for v in item["properties"].values())
             contacts.append(item["properties"])

@@ -374,11 +374,14 @@ class HubSpotConnector:
                         {
                             "id": str(contact["email"]),
                             "idProperty": "email",
+                            # Echoed by HubSpot and named in a 207's errors: one bad
+                            # contact is refused alone instead of failing the call.
+                            "objectWriteTraceId": key,
                             "properties": {
                                 k: _text(v) for k, v in contact.items() if v is not None
                             },
                         }
-                        for _, contact in chunk
+                        for key, contact in chunk
                     ]
                 }
                 keys = [key for key, _ in chunk]
