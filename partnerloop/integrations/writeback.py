@@ -9,13 +9,23 @@ current CRM values, so a retried or late delivery writes the newest state.
 Values are written under a `crm` namespace (Shopify tag `crm:<property>:<value>`,
 WooCommerce meta key `crm_<property>`, Magento attribute `crm_<property>`), and
 only that namespace is touched: the merchant's own tags and fields stay.
+
+The HTTP plumbing the three shops share is here too: `send` (a request whose
+failure becomes an Outcome), `judge_failure` (a failed answer as an Outcome:
+the customer gone = permanent, 429 = wait Retry-After, PERMANENT_STATUSES =
+permanent, anything else retried) and its helpers. Each shop module keeps only
+what differs: how it reads the vendor's error message, what else counts as
+"the customer is gone", the hint for a refused login, and its requests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -23,6 +33,13 @@ from partnerloop.integrations.shop import ConnectorConfig
 from partnerloop.sync.worker import Outcome
 
 PREFIX = "crm"
+MAX_MESSAGE_CHARS = 300
+MAX_RESPONSE_CHARS = 1000
+PERMANENT_STATUSES = (400, 403, 404, 409, 422)
+AUTH_STATUSES = (401, 403)
+# The shops' customer ids are integers (Shopify's above 2^53: never through a float).
+CUSTOMER_ID = re.compile(r"[0-9]{1,20}")
+UP_TO_DATE = "already up to date"
 
 
 class WritingShop(Protocol):
@@ -37,3 +54,89 @@ class WritingShop(Protocol):
         values: Mapping[str, str | None],
         now: datetime,
     ) -> Outcome: ...
+
+
+def send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    vendor: str,
+    judge: Callable[[httpx.Response], Outcome],
+    **kwargs: Any,
+) -> httpx.Response | Outcome:
+    """The answer when it is 2xx, else what it means as an Outcome: timeouts and
+    connection errors are retried, a failed answer is what `judge` makes of it."""
+    try:
+        response = client.request(method, url, **kwargs)
+    except httpx.TimeoutException:
+        return Outcome(ok=False, error=f"{vendor} did not answer in time")
+    except httpx.HTTPError as error:
+        return Outcome(ok=False, error=f"could not reach {vendor}: {error}")
+    if response.is_success:
+        return response
+    return judge(response)
+
+
+def judge_failure(
+    response: httpx.Response,
+    *,
+    vendor: str,
+    message: str,
+    gone: bool = False,
+    auth_hint: str,
+) -> Outcome:
+    """A failed answer as an Outcome. `message` is the vendor's error message,
+    `gone` the vendor's own sign (besides a 404) that the customer was deleted,
+    `auth_hint` what to check when the shop refuses the credentials (401/403)."""
+    status = response.status_code
+    text = excerpt(response)
+    if status == 404 or gone:
+        return Outcome(
+            ok=False,
+            error=f"the customer no longer exists in {vendor} (deleted there): {message}",
+            permanent=True,
+            status_code=status,
+            response=text,
+        )
+    if status == 429:
+        return Outcome(
+            ok=False,
+            error=f"{vendor} rate limit: {message}",
+            retry_after=retry_after(response) or 1.0,
+            status_code=status,
+            response=text,
+        )
+    hint = f" ({auth_hint})" if status in AUTH_STATUSES else ""
+    return Outcome(
+        ok=False,
+        error=f"{vendor} answered {status}: {message}{hint}",
+        permanent=status in PERMANENT_STATUSES,
+        retry_after=retry_after(response),
+        status_code=status,
+        response=text,
+    )
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object; {} when it is empty, not JSON or not an object."""
+    try:
+        data = json.loads(response.content) if response.content else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def excerpt(response: httpx.Response) -> str | None:
+    """The start of the answer's text, as kept with an Outcome; None when empty."""
+    return response.text[:MAX_RESPONSE_CHARS] if response.content else None
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (not below 0), or None: absent, an HTTP date, not finite."""
+    value = response.headers.get("retry-after")
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return max(seconds, 0.0) if seconds is not None and math.isfinite(seconds) else None

@@ -27,25 +27,28 @@ wrong or lacks Magento_Customer::manage (retried: the merchant fixes it);
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from partnerloop.integrations.writeback import PREFIX
+from partnerloop.integrations.writeback import (
+    CUSTOMER_ID,
+    MAX_MESSAGE_CHARS,
+    PREFIX,
+    UP_TO_DATE,
+    excerpt,
+    json_object,
+    judge_failure,
+    send,
+)
 from partnerloop.sync.worker import Outcome
 
 VENDOR = "Magento"
 ATTRIBUTE_PREFIX = f"{PREFIX}_"
-MAX_MESSAGE_CHARS = 300
-MAX_RESPONSE_CHARS = 1000
-PERMANENT_STATUSES = (400, 403, 404, 409, 422)
-CUSTOMER_ID = re.compile(r"[0-9]{1,20}")
 PLACEHOLDER = re.compile(r"%([A-Za-z0-9_]+)")
-UP_TO_DATE = "already up to date"
+AUTH_HINT = "check the integration's access token and its Magento_Customer::manage resource"
 
 
 def write_attributes(
@@ -63,23 +66,22 @@ def write_attributes(
             ok=False, error=f"{customer_id!r} is not a Magento customer id", permanent=True
         )
     url = f"{api}/customers/{customer_id}"
-    got = _request(client, "GET", url, headers=headers)
+    got = send(client, "GET", url, vendor=VENDOR, judge=judge, headers=headers)
     if isinstance(got, Outcome):
         return got
-    customer = _json(got)
+    customer = json_object(got)
     if "id" not in customer:
         return Outcome(
             ok=False,
             error=f"{VENDOR} answered {got.status_code} without the customer",
             status_code=got.status_code,
-            response=_excerpt(got),
+            response=excerpt(got),
         )
     wanted = {f"{ATTRIBUTE_PREFIX}{name}": value or "" for name, value in values.items()}
     if all(attribute_value(customer, code) == value for code, value in wanted.items()):
         return Outcome(ok=True, status_code=got.status_code, response=UP_TO_DATE)
-    put = _request(
-        client, "PUT", url, headers=headers, json={"customer": updated(customer, wanted)}
-    )
+    body = {"customer": updated(customer, wanted)}
+    put = send(client, "PUT", url, vendor=VENDOR, judge=judge, headers=headers, json=body)
     if isinstance(put, Outcome):
         return put
     return _kept(put, wanted)
@@ -121,7 +123,7 @@ def _attributes(customer: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def _kept(response: httpx.Response, wanted: Mapping[str, str]) -> Outcome:
     """OK when the saved customer Magento answers with holds every non-empty value;
     a missing one means the merchant has not created that attribute."""
-    saved = _json(response)
+    saved = json_object(response)
     missing = sorted(
         code for code, value in wanted.items() if value and not attribute_value(saved, code)
     )
@@ -132,64 +134,24 @@ def _kept(response: httpx.Response, wanted: Mapping[str, str]) -> Outcome:
             "attributes in Magento first (text attributes with exactly these codes)",
             permanent=True,
             status_code=response.status_code,
-            response=_excerpt(response),
+            response=excerpt(response),
         )
-    return Outcome(ok=True, status_code=response.status_code, response=_excerpt(response))
+    return Outcome(ok=True, status_code=response.status_code, response=excerpt(response))
 
 
 # --- talking to Magento ------------------------------------------------------------------
 
 
-def _request(
-    client: httpx.Client, method: str, url: str, **kwargs: Any
-) -> httpx.Response | Outcome:
-    """The answer when it is 2xx, else what it means as an Outcome."""
-    try:
-        response = client.request(method, url, **kwargs)
-    except httpx.TimeoutException:
-        return Outcome(ok=False, error=f"{VENDOR} did not answer in time")
-    except httpx.HTTPError as error:
-        return Outcome(ok=False, error=f"could not reach {VENDOR}: {error}")
-    if response.is_success:
-        return response
-    return judge(response)
-
-
 def judge(response: httpx.Response) -> Outcome:
     """A failed answer as an Outcome (see the module docstring)."""
-    status = response.status_code
-    excerpt = _excerpt(response)
-    message = error_message(response)
-    if status == 404:
-        return Outcome(
-            ok=False,
-            error=f"the customer no longer exists in {VENDOR} (deleted there): {message}",
-            permanent=True,
-            status_code=status,
-            response=excerpt,
-        )
-    if status == 429:
-        return Outcome(
-            ok=False,
-            error=f"{VENDOR} rate limit: {message}",
-            retry_after=_retry_after(response) or 1.0,
-            status_code=status,
-            response=excerpt,
-        )
-    hint = " (check the integration's access token and its Magento_Customer::manage resource)"
-    return Outcome(
-        ok=False,
-        error=f"{VENDOR} answered {status}: {message}" + (hint if status in (401, 403) else ""),
-        permanent=status in PERMANENT_STATUSES,
-        retry_after=_retry_after(response),
-        status_code=status,
-        response=excerpt,
+    return judge_failure(
+        response, vendor=VENDOR, message=error_message(response), auth_hint=AUTH_HINT
     )
 
 
 def error_message(response: httpx.Response) -> str:
     """Magento's message with its placeholders filled from `parameters`."""
-    data = _json(response)
+    data = json_object(response)
     message = data.get("message")
     if not isinstance(message, str) or not message:
         return response.reason_phrase or f"HTTP {response.status_code}"
@@ -211,24 +173,3 @@ def filled(message: str, parameters: Any) -> str:
         return match.group(0)
 
     return PLACEHOLDER.sub(value, message)
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = json.loads(response.content) if response.content else {}
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _excerpt(response: httpx.Response) -> str | None:
-    return response.text[:MAX_RESPONSE_CHARS] if response.content else None
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return max(seconds, 0.0) if seconds is not None and math.isfinite(seconds) else None

@@ -23,26 +23,26 @@ timeouts and connection errors are retried.
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from collections.abc import Mapping
-from typing import Any
 
 import httpx
 
-from partnerloop.integrations.writeback import PREFIX
+from partnerloop.integrations.writeback import (
+    CUSTOMER_ID,
+    MAX_MESSAGE_CHARS,
+    PREFIX,
+    UP_TO_DATE,
+    excerpt,
+    json_object,
+    judge_failure,
+    send,
+)
 from partnerloop.sync.worker import Outcome
 
 VENDOR = "Shopify"
 TAG_PREFIX = f"{PREFIX}:"
 MAX_TAG_CHARS = 255
-MAX_MESSAGE_CHARS = 300
-MAX_RESPONSE_CHARS = 1000
-PERMANENT_STATUSES = (400, 403, 404, 409, 422)
-# Shopify customer ids are integers (above 2^53: never through a float).
-CUSTOMER_ID = re.compile(r"[0-9]{1,20}")
-UP_TO_DATE = "already up to date"
+AUTH_HINT = "check the connector's access token and the app's write_customers scope"
 
 
 def write_tags(
@@ -65,7 +65,7 @@ def write_tags(
         return Outcome(ok=False, error=refusal, permanent=True)
     url = f"{api}/customers/{customer_id}.json"
     headers = {"X-Shopify-Access-Token": token, "Accept": "application/json"}
-    got = _request(client, "GET", url, headers=headers)
+    got = send(client, "GET", url, vendor=VENDOR, judge=judge, headers=headers)
     if isinstance(got, Outcome):
         return got
     current = _tags_of(got)
@@ -74,16 +74,16 @@ def write_tags(
             ok=False,
             error="Shopify's answer has no customer.tags",
             status_code=got.status_code,
-            response=_excerpt(got),
+            response=excerpt(got),
         )
     tags = merged(current, wanted)
     if set(tags) == set(current):
         return Outcome(ok=True, status_code=got.status_code, response=UP_TO_DATE)
     body = {"customer": {"id": int(customer_id), "tags": ", ".join(tags)}}
-    put = _request(client, "PUT", url, headers=headers, json=body)
+    put = send(client, "PUT", url, vendor=VENDOR, judge=judge, headers=headers, json=body)
     if isinstance(put, Outcome):
         return put
-    return Outcome(ok=True, status_code=put.status_code, response=_excerpt(put))
+    return Outcome(ok=True, status_code=put.status_code, response=excerpt(put))
 
 
 def crm_tags(values: Mapping[str, str | None]) -> list[str]:
@@ -120,7 +120,7 @@ def merged(current: list[str], wanted: list[str]) -> list[str]:
 
 
 def _tags_of(response: httpx.Response) -> list[str] | None:
-    customer = _json(response).get("customer")
+    customer = json_object(response).get("customer")
     if not isinstance(customer, dict):
         return None
     tags = customer.get("tags")
@@ -132,56 +132,14 @@ def _tags_of(response: httpx.Response) -> list[str] | None:
 # --- talking to Shopify ------------------------------------------------------------------
 
 
-def _request(
-    client: httpx.Client, method: str, url: str, **kwargs: Any
-) -> httpx.Response | Outcome:
-    """The answer when it is 2xx, else what it means as an Outcome."""
-    try:
-        response = client.request(method, url, **kwargs)
-    except httpx.TimeoutException:
-        return Outcome(ok=False, error=f"{VENDOR} did not answer in time")
-    except httpx.HTTPError as error:
-        return Outcome(ok=False, error=f"could not reach {VENDOR}: {error}")
-    if response.is_success:
-        return response
-    return judge(response)
-
-
 def judge(response: httpx.Response) -> Outcome:
     """A failed answer as an Outcome (see the module docstring)."""
-    status = response.status_code
-    excerpt = _excerpt(response)
-    message = _message(response)
-    if status == 404:
-        return Outcome(
-            ok=False,
-            error=f"the customer no longer exists in {VENDOR} (deleted there): {message}",
-            permanent=True,
-            status_code=status,
-            response=excerpt,
-        )
-    if status == 429:
-        return Outcome(
-            ok=False,
-            error=f"{VENDOR} rate limit: {message}",
-            retry_after=_retry_after(response) or 1.0,
-            status_code=status,
-            response=excerpt,
-        )
-    hint = " (check the connector's access token and the app's write_customers scope)"
-    return Outcome(
-        ok=False,
-        error=f"{VENDOR} answered {status}: {message}" + (hint if status in (401, 403) else ""),
-        permanent=status in PERMANENT_STATUSES,
-        retry_after=_retry_after(response),
-        status_code=status,
-        response=excerpt,
-    )
+    return judge_failure(response, vendor=VENDOR, message=_message(response), auth_hint=AUTH_HINT)
 
 
 def _message(response: httpx.Response) -> str:
     """Shopify's `errors`: a string, a list, or {field: [messages]}."""
-    errors = _json(response).get("errors")
+    errors = json_object(response).get("errors")
     if isinstance(errors, dict):
         text = "; ".join(
             f"{field}: {', '.join(map(str, problems if isinstance(problems, list) else [problems]))}"
@@ -194,24 +152,3 @@ def _message(response: httpx.Response) -> str:
     else:
         text = response.reason_phrase or f"HTTP {response.status_code}"
     return text[:MAX_MESSAGE_CHARS]
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = json.loads(response.content) if response.content else {}
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _excerpt(response: httpx.Response) -> str | None:
-    return response.text[:MAX_RESPONSE_CHARS] if response.content else None
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return max(seconds, 0.0) if seconds is not None and math.isfinite(seconds) else None

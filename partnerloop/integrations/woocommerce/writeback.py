@@ -19,24 +19,26 @@ Retry-After; 5xx, timeouts and connection errors are retried.
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from partnerloop.integrations.writeback import PREFIX
+from partnerloop.integrations.writeback import (
+    CUSTOMER_ID,
+    MAX_MESSAGE_CHARS,
+    PREFIX,
+    excerpt,
+    json_object,
+    judge_failure,
+    send,
+)
 from partnerloop.sync.worker import Outcome
 
 VENDOR = "WooCommerce"
 META_PREFIX = f"{PREFIX}_"
-MAX_MESSAGE_CHARS = 300
-MAX_RESPONSE_CHARS = 1000
-PERMANENT_STATUSES = (400, 403, 404, 409, 422)
 GUEST_IDS = ("", "0")
-CUSTOMER_ID = re.compile(r"[0-9]{1,20}")
+AUTH_HINT = "check the connector's REST API keys: read/write, sent over HTTPS"
 # What WooCommerce answers for a customer id that names no user.
 NO_SUCH_CUSTOMER = "woocommerce_rest_invalid_id"
 
@@ -58,15 +60,12 @@ def write_meta(
             ok=False, error=f"{customer_id!r} is not a WooCommerce customer id", permanent=True
         )
     url = f"{api}/customers/{customer_id}"
-    try:
-        response = client.put(url, json=meta_body(values), auth=auth)
-    except httpx.TimeoutException:
-        return Outcome(ok=False, error=f"{VENDOR} did not answer in time")
-    except httpx.HTTPError as error:
-        return Outcome(ok=False, error=f"could not reach {VENDOR}: {error}")
-    if not response.is_success:
-        return judge(response)
-    if "id" not in _json(response):
+    response = send(
+        client, "PUT", url, vendor=VENDOR, judge=judge, json=meta_body(values), auth=auth
+    )
+    if isinstance(response, Outcome):
+        return response
+    if "id" not in json_object(response):
         # A 2xx page that is not the REST API (e.g. a store_url that is not the
         # WordPress address): nothing was written.
         return Outcome(
@@ -74,9 +73,9 @@ def write_meta(
             error=f"{VENDOR} answered {response.status_code} without the customer; "
             "is store_url the WordPress site's address?",
             status_code=response.status_code,
-            response=_excerpt(response),
+            response=excerpt(response),
         )
-    return Outcome(ok=True, status_code=response.status_code, response=_excerpt(response))
+    return Outcome(ok=True, status_code=response.status_code, response=excerpt(response))
 
 
 def meta_body(values: Mapping[str, str | None]) -> dict[str, Any]:
@@ -87,34 +86,13 @@ def meta_body(values: Mapping[str, str | None]) -> dict[str, Any]:
 
 def judge(response: httpx.Response) -> Outcome:
     """A failed answer as an Outcome (see the module docstring)."""
-    status = response.status_code
-    excerpt = _excerpt(response)
-    data = _json(response)
-    message = _message(response, data)
-    if status == 404 or data.get("code") == NO_SUCH_CUSTOMER:
-        return Outcome(
-            ok=False,
-            error=f"the customer no longer exists in {VENDOR} (deleted there): {message}",
-            permanent=True,
-            status_code=status,
-            response=excerpt,
-        )
-    if status == 429:
-        return Outcome(
-            ok=False,
-            error=f"{VENDOR} rate limit: {message}",
-            retry_after=_retry_after(response) or 1.0,
-            status_code=status,
-            response=excerpt,
-        )
-    hint = " (check the connector's REST API keys: read/write, sent over HTTPS)"
-    return Outcome(
-        ok=False,
-        error=f"{VENDOR} answered {status}: {message}" + (hint if status in (401, 403) else ""),
-        permanent=status in PERMANENT_STATUSES,
-        retry_after=_retry_after(response),
-        status_code=status,
-        response=excerpt,
+    data = json_object(response)
+    return judge_failure(
+        response,
+        vendor=VENDOR,
+        message=_message(response, data),
+        gone=data.get("code") == NO_SUCH_CUSTOMER,
+        auth_hint=AUTH_HINT,
     )
 
 
@@ -126,24 +104,3 @@ def _message(response: httpx.Response, data: Mapping[str, Any]) -> str:
     else:
         text = str(message or code or response.reason_phrase or f"HTTP {response.status_code}")
     return text[:MAX_MESSAGE_CHARS]
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = json.loads(response.content) if response.content else {}
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _excerpt(response: httpx.Response) -> str | None:
-    return response.text[:MAX_RESPONSE_CHARS] if response.content else None
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return max(seconds, 0.0) if seconds is not None and math.isfinite(seconds) else None
