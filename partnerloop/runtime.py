@@ -20,8 +20,9 @@ from partnerloop.core.clock import utcnow
 from partnerloop.core.crypto import FieldCipher
 from partnerloop.core.db import make_engine, make_sessionmaker
 from partnerloop.core.faults import Faults
+from partnerloop.core.mail import mailer_from_url
 from partnerloop.core.settings import Settings, load_old_secret_keys, load_secret_key
-from partnerloop.integrations import crm_to_shop, outbound, scheduled
+from partnerloop.integrations import crm_to_shop, notices, outbound, scheduled
 from partnerloop.integrations import inbound as shop_inbound
 from partnerloop.integrations.postback import handler as postback
 from partnerloop.integrations.registry import (
@@ -85,7 +86,12 @@ class Runtime:
                     cipher, CRM_WEBHOOKS, WRITING_SHOPS
                 ),
             },
-            local={FANOUT_KIND: make_fanout(cipher, self.subscribers)},
+            local={
+                FANOUT_KIND: make_fanout(
+                    cipher,
+                    [*self.subscribers, notices.make_subscriber(self.settings.notify_emails)],
+                )
+            },
             remote={
                 WEBHOOK_KIND: outbound.make_deliverer(
                     self.sessions,
@@ -95,6 +101,12 @@ class Runtime:
                     ),
                     disable_after=self.settings.webhook_disable_after,
                     clock=clock,
+                ),
+                notices.KIND: notices.make_deliverer(
+                    mailer_from_url(self.settings.mail_url, data_dir=self.settings.data_dir),
+                    sender=self.settings.mail_from,
+                    recipients=self.settings.notify_emails,
+                    public_url=self.settings.public_url,
                 ),
                 crm_to_shop.DESTINATION_KIND: crm_to_shop.make_deliverer(
                     self.sessions,

@@ -11,7 +11,10 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from email.utils import parseaddr
 from pathlib import Path
+
+from partnerloop.core.mail import mailer_from_url
 
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
 SQLITE_FILE = "partnerloop.db"
@@ -62,6 +65,18 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     "PARTNERLOOP_WORKER_POLL_SECONDS": ("0.5", "Idle wait between polls for new jobs."),
     "PARTNERLOOP_CLICK_BATCH_MAX": ("1000", "Most clicks written in one group commit."),
     "PARTNERLOOP_LOG_LEVEL": ("info", "debug, info, warning or error."),
+    "PARTNERLOOP_MAIL_URL": (
+        "",
+        "Where e-mail goes: smtp://user:password@host:587 (STARTTLS when offered; "
+        "?security=starttls|none), smtps://user:password@host:465, or file:///dir (.eml "
+        "files). Empty: .eml files in <data dir>/mail.",
+    ),
+    "PARTNERLOOP_MAIL_FROM": ("partnerloop <partnerloop@localhost>", "The From of e-mail sent."),
+    "PARTNERLOOP_NOTIFY_EMAIL": (
+        "",
+        "Comma-separated addresses told about operational problems (an outgoing webhook "
+        "endpoint disabled after failing). Empty: no notices.",
+    ),
     "PARTNERLOOP_FAULTS": (
         "",
         "Testing aid: name=action pairs (e.g. job.before_commit=sleep:30) that pause or "
@@ -93,6 +108,9 @@ class Settings:
     webhook_timeout_seconds: float = 10.0
     webhook_disable_after: int = 20
     log_level: str = "info"
+    mail_url: str = ""
+    mail_from: str = "partnerloop <partnerloop@localhost>"
+    notify_emails: tuple[str, ...] = ()
     faults: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -135,8 +153,28 @@ class Settings:
             webhook_timeout_seconds=_float(env, "PARTNERLOOP_WEBHOOK_TIMEOUT_SECONDS", 10.0),
             webhook_disable_after=_int(env, "PARTNERLOOP_WEBHOOK_DISABLE_AFTER", 20, minimum=1),
             log_level=_choice(env, "PARTNERLOOP_LOG_LEVEL", "info", LOG_LEVELS),
+            mail_url=_mail_url(env.get("PARTNERLOOP_MAIL_URL", ""), data_dir),
+            mail_from=env.get("PARTNERLOOP_MAIL_FROM") or "partnerloop <partnerloop@localhost>",
+            notify_emails=_addresses(env, "PARTNERLOOP_NOTIFY_EMAIL"),
             faults=_faults(env.get("PARTNERLOOP_FAULTS", "")),
         )
+
+
+def _mail_url(url: str, data_dir: Path) -> str:
+    try:
+        mailer_from_url(url, data_dir=data_dir)
+    except ValueError as error:
+        raise SettingsError(f"PARTNERLOOP_MAIL_URL: {error}.") from None
+    return url.strip()
+
+
+def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    addresses = tuple(a.strip() for a in env.get(name, "").split(",") if a.strip())
+    for address in addresses:
+        _, parsed = parseaddr(address)
+        if "@" not in parsed:
+            raise SettingsError(f"{name}: {address!r} is not an e-mail address.")
+    return addresses
 
 
 def load_secret_key(settings: Settings) -> bytes:

@@ -99,7 +99,14 @@ def make_deliverer(
             url = str(connector.settings["url"])
             secrets = connectors.secrets_of(cipher, connector)
         outcome = WEBHOOK.deliver(client, url=url, secrets=secrets, payload=payload, now=clock())
-        _count(sessions, cipher, message.destination_id, outcome, disable_after=disable_after)
+        _count(
+            sessions,
+            cipher,
+            message.destination_id,
+            outcome,
+            disable_after=disable_after,
+            now=clock(),
+        )
         return outcome
 
     return deliver
@@ -466,6 +473,7 @@ def _count(
     outcome: Outcome,
     *,
     disable_after: int,
+    now: datetime,
 ) -> None:
     """Failures in a row; at the limit (or on 410 Gone) the endpoint is disabled."""
     with transaction(sessions) as session:
@@ -484,7 +492,7 @@ def _count(
                 else f"{connector.consecutive_failures} failed deliveries in a row "
                 f"(last: {outcome.error})"
             )
-            disable(session, cipher, connector=connector, reason=reason, now=utcnow())
+            disable(session, cipher, connector=connector, reason=reason, now=now)
 
 
 def disable(
