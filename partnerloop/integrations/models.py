@@ -3,7 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from partnerloop.core.db import Base, UTCDateTime
@@ -38,6 +48,9 @@ class Connector(Base):
     mapping: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     conflicts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The CRM's rate budget (a token bucket), shared by every worker process.
+    rate_tokens: Mapped[float | None] = mapped_column(Float)
+    rate_counted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

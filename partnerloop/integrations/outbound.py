@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from partnerloop.core.clock import utcnow
@@ -35,10 +35,10 @@ from partnerloop.integrations.registry import CRMS
 from partnerloop.integrations.webhooks.connector import CONNECTOR as WEBHOOK
 from partnerloop.orders import profiles
 from partnerloop.orders.models import Conversion
+from partnerloop.sync import ratelimit
 from partnerloop.sync import service as sync
 from partnerloop.sync.fanout import Destination
 from partnerloop.sync.models import OutboxMessage
-from partnerloop.sync.ratelimit import TokenBucket
 from partnerloop.sync.worker import BatchDeliverer, Outcome, RemoteDeliverer
 
 log = logging.getLogger("partnerloop.outbound")
@@ -142,14 +142,10 @@ def make_crm_deliverer(
     written, and every decision goes to the sync log. A contact the CRM refuses
     for good dead-letters its own messages only, not the rest of the batch."""
     client = client_factory()
-    buckets: dict[str, TokenBucket] = {}
     limit = getattr(crm, "rate_limit", None)  # (calls a second, burst) the vendor publishes
 
     def _budget(connector_id: str, now: datetime) -> float:
-        if limit is None:
-            return 0.0
-        bucket = buckets.setdefault(connector_id, TokenBucket(rate=limit[0], burst=limit[1]))
-        return bucket.take(now)
+        return 0.0 if limit is None else take_budget(sessions, connector_id, limit, now)
 
     def deliver(batch: Sequence[tuple[OutboxMessage, dict[str, Any]]]) -> list[Outcome]:
         now = clock()
@@ -369,6 +365,43 @@ def make_crm_deliverer(
         return results, remote_ids
 
     return deliver
+
+
+BUDGET_TRIES = 5
+
+
+def take_budget(
+    sessions: sessionmaker[Session], connector_id: str, limit: tuple[float, int], now: datetime
+) -> float:
+    """One call's token from the connector's bucket, kept on its row so every
+    worker process draws from the same budget: 0.0 when there was one, else the
+    seconds until there is. A compare-and-set on the stored state: when another
+    worker took a token meanwhile, count again."""
+    rate, burst = limit
+    for _ in range(BUDGET_TRIES):
+        with transaction(sessions) as session:
+            row = session.get(Connector, connector_id, populate_existing=True)
+            if row is None:
+                return 0.0
+            before = (row.rate_tokens, row.rate_counted_at)
+            stored = None if before[0] is None else ratelimit.BucketState(before[0], before[1])
+            state, wait = ratelimit.take(stored, rate=rate, burst=burst, now=now)
+            won: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+                update(Connector)
+                .where(
+                    Connector.id == connector_id,
+                    Connector.rate_tokens.is_(None)
+                    if before[0] is None
+                    else Connector.rate_tokens == before[0],
+                    Connector.rate_counted_at.is_(None)
+                    if before[1] is None
+                    else Connector.rate_counted_at == before[1],
+                )
+                .values(rate_tokens=state.tokens, rate_counted_at=state.at)
+            )
+            if won.rowcount == 1:
+                return wait
+    return 1.0 / rate  # a busy budget: wait about one token's time
 
 
 def _settle_verdict(

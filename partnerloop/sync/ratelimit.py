@@ -1,35 +1,57 @@
 """A token bucket: at most `rate` calls a second on average, `burst` at once.
 
 Set from a vendor's published limits (HubSpot private apps: 100 requests per
-10 seconds), it keeps a worker under the limit instead of learning it from
-429s. Per process: several workers each keep their own, so the vendor's 429
+10 seconds), it keeps partnerloop under the limit instead of learning it from
+429s. `take` is the arithmetic on a stored state, so the state can live where
+every worker process sees it (a connector's row: partnerloop.integrations.
+outbound); `TokenBucket` keeps it in memory for one process. The vendor's 429
 (with Retry-After) remains the backstop.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from datetime import datetime
 
 
+@dataclass(frozen=True)
+class BucketState:
+    tokens: float
+    at: datetime | None  # when tokens was counted
+
+
+def check_limits(rate: float, burst: int) -> None:
+    if rate <= 0 or burst < 1:
+        raise ValueError("a token bucket needs rate > 0 and burst >= 1")
+
+
+def take(
+    state: BucketState | None, *, rate: float, burst: int, now: datetime
+) -> tuple[BucketState, float]:
+    """Take a token: the new state, and 0.0 if one was there, else how many seconds
+    until one is. No state yet: a full bucket."""
+    tokens = float(burst) if state is None else state.tokens
+    if state is not None and state.at is not None:
+        elapsed = max((now - state.at).total_seconds(), 0.0)
+        tokens = min(float(burst), tokens + elapsed * rate)
+    if tokens >= 1.0:
+        return BucketState(tokens - 1.0, now), 0.0
+    return BucketState(tokens, now), (1.0 - tokens) / rate
+
+
 class TokenBucket:
+    """The bucket of one process."""
+
     def __init__(self, *, rate: float, burst: int) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("a token bucket needs rate > 0 and burst >= 1")
+        check_limits(rate, burst)
         self.rate = rate
         self.burst = burst
-        self._tokens = float(burst)
-        self._last: datetime | None = None
+        self._state: BucketState | None = None
         self._lock = threading.Lock()
 
     def take(self, now: datetime) -> float:
         """Take a token: 0.0 if one was there, else how many seconds until one is."""
         with self._lock:
-            if self._last is not None:
-                elapsed = max((now - self._last).total_seconds(), 0.0)
-                self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
-            self._last = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return 0.0
-            return (1.0 - self._tokens) / self.rate
+            self._state, wait = take(self._state, rate=self.rate, burst=self.burst, now=now)
+            return wait
