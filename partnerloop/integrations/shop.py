@@ -27,6 +27,7 @@ import httpx
 
 from partnerloop.core import money
 from partnerloop.core.clock import parse_datetime
+from partnerloop.core.http import retry_after_seconds
 from partnerloop.orders.snapshots import Cancellation, CustomerFacts, OrderSnapshot, RefundFacts
 from partnerloop.privacy.service import PrivacyFacts
 
@@ -265,15 +266,5 @@ def get_with_retry(
         if response.status_code not in RETRY_STATUSES or attempt == MAX_PULL_RETRIES:
             response.raise_for_status()
             return response
-        sleep(min(_retry_after(response) or 2.0**attempt, MAX_PULL_WAIT_SECONDS))
+        sleep(min(retry_after_seconds(response) or 2.0**attempt, MAX_PULL_WAIT_SECONDS))
     raise AssertionError("unreachable")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return None

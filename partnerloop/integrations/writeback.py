@@ -21,7 +21,6 @@ what differs: how it reads the vendor's error message, what else counts as
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from partnerloop.core.http import retry_after_seconds
 from partnerloop.integrations.shop import ConnectorConfig
 from partnerloop.sync.worker import Outcome
 
@@ -103,7 +103,7 @@ def judge_failure(
         return Outcome(
             ok=False,
             error=f"{vendor} rate limit: {message}",
-            retry_after=retry_after(response) or 1.0,
+            retry_after=retry_after_seconds(response) or 1.0,
             status_code=status,
             response=text,
         )
@@ -112,7 +112,7 @@ def judge_failure(
         ok=False,
         error=f"{vendor} answered {status}: {message}{hint}",
         permanent=status in PERMANENT_STATUSES,
-        retry_after=retry_after(response),
+        retry_after=retry_after_seconds(response),
         status_code=status,
         response=text,
     )
@@ -130,13 +130,3 @@ def json_object(response: httpx.Response) -> dict[str, Any]:
 def excerpt(response: httpx.Response) -> str | None:
     """The start of the answer's text, as kept with an Outcome; None when empty."""
     return response.text[:MAX_RESPONSE_CHARS] if response.content else None
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds (not below 0), or None: absent, an HTTP date, not finite."""
-    value = response.headers.get("retry-after")
-    try:
-        seconds = float(value) if value is not None else None
-    except ValueError:
-        return None
-    return max(seconds, 0.0) if seconds is not None and math.isfinite(seconds) else None

@@ -330,6 +330,16 @@ def backoff_seconds(attempts: int, *, rng: random.Random | None = None) -> float
     return delay / 2 + jitter
 
 
+def retry_delay(retry_after: float | None, *, default: float) -> float:
+    """A deliverer's retry_after as seconds a timedelta can hold: `default` when it
+    gave none (None, or NaN), else clamped to 0..MAX_RETRY_AFTER_SECONDS (infinity
+    included). A deliverer's bug must never make recording its outcome raise: the
+    message would stay claimed and be re-claimed forever."""
+    if retry_after is None or math.isnan(retry_after):
+        return default
+    return min(max(retry_after, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
 def mark_failed(
     session: Session,
     model: type[Job],
@@ -348,9 +358,7 @@ def mark_failed(
     if job.attempts >= max_attempts:
         state, next_at = "dead", now
     else:
-        delay = backoff_seconds(job.attempts)
-        if retry_after is not None:
-            delay = min(max(retry_after, 0.0), MAX_RETRY_AFTER_SECONDS)
+        delay = retry_delay(retry_after, default=backoff_seconds(job.attempts))
         state, next_at = "retry", now + timedelta(seconds=delay)
     _finish(
         session,

@@ -343,11 +343,12 @@ class Worker:
                     )
                     return
                 if outcome.deferred:
+                    wait = service.retry_delay(outcome.retry_after or 1.0, default=1.0)
                     service.defer(
                         session,
                         job_id,
                         worker_id=self.worker_id,
-                        until=now + timedelta(seconds=max(outcome.retry_after or 1.0, 0.0)),
+                        until=now + timedelta(seconds=wait),
                         reason=outcome.error or "deferred",
                     )
                     return

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
+from partnerloop.core.http import retry_after_seconds
 from partnerloop.runtime import Runtime
 from partnerloop.sync import service as sync
 from partnerloop.sync.fanout import Destination, make_fanout
@@ -43,11 +44,10 @@ def http_deliverer(message: OutboxMessage, payload: dict[str, Any]) -> Outcome:
     )
     if response.is_success:
         return Outcome(ok=True)
-    retry_after = response.headers.get("retry-after")
     return Outcome(
         ok=False,
         error=f"HTTP {response.status_code}",
-        retry_after=float(retry_after) if retry_after else None,
+        retry_after=retry_after_seconds(response),
         permanent=response.status_code in (400, 401, 403, 404, 422),
     )
 

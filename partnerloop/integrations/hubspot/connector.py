@@ -60,6 +60,7 @@ import httpx
 
 from partnerloop.core.clock import parse_datetime
 from partnerloop.core.errors import InvalidInput
+from partnerloop.core.http import retry_after_seconds
 from partnerloop.integrations.connectors import check_switch
 from partnerloop.integrations.crm import CrmRecord, DealFacts, Verdict
 from partnerloop.sync.worker import Outcome
@@ -223,7 +224,7 @@ class _Auth:
                     Outcome(
                         ok=False,
                         error=f"HubSpot's token endpoint answered {status}",
-                        retry_after=_retry_after(response),
+                        retry_after=retry_after_seconds(response),
                         status_code=status,
                     )
                 )
@@ -549,7 +550,7 @@ class HubSpotConnector:
                 Outcome(
                     ok=False,
                     error=f"HubSpot rate limit: {message}",
-                    retry_after=_retry_after(response) or 1.0,
+                    retry_after=retry_after_seconds(response) or 1.0,
                     status_code=status,
                     response=excerpt,
                 )
@@ -559,7 +560,7 @@ class HubSpotConnector:
                 ok=False,
                 error=f"HubSpot answered {status}: {message}",
                 permanent=status in PERMANENT_STATUSES,
-                retry_after=_retry_after(response),
+                retry_after=retry_after_seconds(response),
                 status_code=status,
                 response=excerpt,
             )
@@ -601,14 +602,6 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None
 
 
 CONNECTOR = HubSpotConnector()

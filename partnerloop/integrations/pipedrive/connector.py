@@ -74,6 +74,7 @@ import httpx
 
 from partnerloop.core.clock import parse_datetime
 from partnerloop.core.errors import InvalidInput
+from partnerloop.core.http import retry_after_seconds
 from partnerloop.integrations.connectors import check_switch
 from partnerloop.integrations.crm import CrmRecord, DealFacts, Verdict
 from partnerloop.sync.worker import Outcome
@@ -422,9 +423,9 @@ class PipedriveConnector:
             )
         message = _message(data) or f"HTTP {status}"
         if status == 429:
-            wait = _seconds(response, "retry-after")
+            wait = retry_after_seconds(response)
             if wait is None:
-                wait = _seconds(response, "x-ratelimit-reset")
+                wait = retry_after_seconds(response, header="x-ratelimit-reset")
             if wait is None:
                 wait = DEFAULT_RATE_LIMIT_WAIT
             outcome = Outcome(
@@ -458,7 +459,7 @@ class PipedriveConnector:
             ok=False,
             error=f"Pipedrive {what} answered {status}: {message}",
             permanent=status in PERMANENT_STATUSES,
-            retry_after=_seconds(response, "retry-after"),
+            retry_after=retry_after_seconds(response),
             status_code=status,
             response=excerpt,
         )
@@ -561,14 +562,6 @@ def _as_ours(value: Any) -> Any:
     if isinstance(value, Decimal) and value == value.to_integral_value():
         return int(value)
     return value
-
-
-def _seconds(response: httpx.Response, header: str) -> float | None:
-    value = response.headers.get(header)
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None
 
 
 CONNECTOR = PipedriveConnector()

@@ -88,6 +88,7 @@ import httpx
 
 from partnerloop.core.clock import parse_datetime
 from partnerloop.core.errors import InvalidInput
+from partnerloop.core.http import retry_after_seconds
 from partnerloop.integrations.crm import CrmRecord, Verdict
 from partnerloop.sync.worker import Outcome
 
@@ -669,7 +670,7 @@ def _refresh(
             Outcome(
                 ok=False,
                 error=f"Salesforce's token endpoint answered {status}",
-                retry_after=_retry_after(response),
+                retry_after=retry_after_seconds(response),
                 status_code=status,
             )
         )
@@ -768,7 +769,7 @@ def _judge(response: httpx.Response, *, target: _Target, value: str, now: dateti
                 outcome(
                     f"Salesforce concurrency limit: {message}",
                     permanent=False,
-                    retry_after=_retry_after(response) or CONCURRENCY_LIMIT_WAIT,
+                    retry_after=retry_after_seconds(response) or CONCURRENCY_LIMIT_WAIT,
                 )
             )
         # The org's 24 h rolling request limit: pause the connector for an hour.
@@ -811,7 +812,7 @@ def _judge(response: httpx.Response, *, target: _Target, value: str, now: dateti
         outcome(
             f"Salesforce answered {status}: {message}",
             permanent=False,
-            retry_after=_retry_after(response),
+            retry_after=retry_after_seconds(response),
         )
     )
 
@@ -990,14 +991,6 @@ def _messages(errors: Any) -> str:
             text += f" (fields: {', '.join(str(f) for f in fields)})"
         parts.append(text)
     return "; ".join(parts)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None
 
 
 CONNECTOR = SalesforceConnector()

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from partnerloop.core.errors import InvalidInput
+from partnerloop.core.http import retry_after_seconds
 from partnerloop.integrations.shop import hmac_sha256
 from partnerloop.sync.worker import Outcome
 
@@ -155,21 +156,11 @@ class WebhookConnector:
         return Outcome(
             ok=False,
             error=f"the endpoint answered {status}",
-            retry_after=_retry_after(response),
+            retry_after=retry_after_seconds(response),
             permanent=status == GONE,
             status_code=status,
             response=excerpt,
         )
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
 
 
 CONNECTOR = WebhookConnector()
