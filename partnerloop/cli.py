@@ -318,36 +318,50 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
     return pairs
 
 
+# Kinds whose secret partnerloop makes and shows once (the others keep what was given).
+SIGNING_KINDS = ("webhook",)
+
+
 @connectors_app.command("create")
 def connectors_create(
     program: Annotated[str, typer.Option(help="The program the connector belongs to.")],
     kind: Annotated[
-        str, typer.Option(help="shopify, woocommerce, magento, stripe, or webhook (outgoing).")
+        str,
+        typer.Option(
+            help="shopify, woocommerce, magento, stripe (shops); hubspot, salesforce, "
+            "pipedrive (CRMs); webhook (outgoing)."
+        ),
     ],
     setting: Annotated[
         list[str] | None,
         typer.Option(
             help="NAME=VALUE, repeatable: shop_domain (shopify), store_url (woocommerce), "
             "base_url (magento), api_base_url and pull_every_minutes (shops), url and "
-            "events=a,b (webhook)."
+            "events=a,b (webhook); CRMs: instance_url (salesforce), company_domain "
+            "(pipedrive), deals=on, write_back=a,b (CRM fields written back to the shop). "
+            "See the README for every setting."
         ),
     ] = None,
     credential: Annotated[
         list[str] | None,
         typer.Option(
-            help="NAME=VALUE for backfill, repeatable, stored encrypted: access_token "
-            "(shopify, magento), consumer_key and consumer_secret (woocommerce), api_key (stripe)."
+            help="NAME=VALUE, repeatable, stored encrypted: access_token (shopify, magento, "
+            "hubspot, salesforce), consumer_key and consumer_secret (woocommerce), api_key "
+            "(stripe), api_token (pipedrive); OAuth apps: refresh_token, client_id, "
+            "client_secret."
         ),
     ] = None,
 ) -> None:
-    """Connect a shop or add an outgoing webhook endpoint.
+    """Connect a shop or a CRM, or add an outgoing webhook endpoint.
 
-    Reads the signing secret from stdin (never an argument, so it stays out of
-    shell history). Shops: prints the webhook URL to paste into the shop.
-    webhook: an empty line makes a secret, printed once on the last line.
+    Reads the secret from stdin (never an argument, so it stays out of shell
+    history): a shop's webhook signing secret, HubSpot's app client secret,
+    Pipedrive's webhook user:password, or for webhook an empty line to have one
+    made (printed once on the last line). Shops, HubSpot and Pipedrive: prints
+    the webhook URL to give the vendor.
     """
     from partnerloop.integrations import connectors
-    from partnerloop.integrations.registry import ALL_KINDS, OUTBOUND, kinds
+    from partnerloop.integrations.registry import ALL_KINDS, CRM_WEBHOOKS, OUTBOUND, kinds
 
     shop = ALL_KINDS.get(kind)
     if shop is None:
@@ -373,9 +387,13 @@ def connectors_create(
     except DomainError as error:
         err.print(f"[red]{error.detail}[/red]")
         raise typer.Exit(1) from None
-    if kind in OUTBOUND:
-        err.print(f"created {connector.id} ({kind}) for program {program}; signing secret:")
-        sys.stdout.write(made + "\n")
+    if kind in OUTBOUND and kind not in CRM_WEBHOOKS:
+        if kind in SIGNING_KINDS:
+            err.print(f"created {connector.id} ({kind}) for program {program}; signing secret:")
+            sys.stdout.write(made + "\n")
+        else:
+            err.print(f"created {connector.id} ({kind}) for program {program}")
+            sys.stdout.write(connector.id + "\n")
         return
     err.print(f"created {connector.id} ({kind}) for program {program}; webhook URL:")
     sys.stdout.write(connectors.webhook_url(runtime.settings.public_url, connector.id) + "\n")

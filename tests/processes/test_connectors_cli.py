@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
+from partnerloop.integrations.models import Connector
 from partnerloop.programs import service as programs
 from partnerloop.runtime import Runtime
 from tests.conftest import REPO_ROOT, Backend, Server, drain
@@ -114,6 +115,55 @@ def test_connect_a_shop_and_backfill_it_from_the_command_line(
             .all()
         )
     assert list(ids) == ["91", "92", "93"]
+
+
+def test_a_crm_is_connected_from_the_cli_with_its_webhook_url_and_no_secret_echoed(
+    backend: Backend, runtime: Runtime
+) -> None:
+    env = backend_env(backend)
+    with transaction(runtime.sessions) as db:
+        program = programs.create(
+            db,
+            name="CLI CRM",
+            currency="EUR",
+            cookie_days=30,
+            allowed_domains=["shop.example.com"],
+            commission_type="percentage",
+            commission_value="10",
+            hold_days=30,
+            now=utcnow(),
+        ).program
+    created = _cli(
+        "connectors", "create",
+        "--program", program.id,
+        "--kind", "hubspot",
+        "--setting", "write_back=lifecyclestage,hs_lead_status",
+        "--setting", "deals=on",
+        "--credential", "access_token=pat-cli",
+        env=env,
+        stdin="hubspot-client-secret\n",
+    )  # fmt: skip
+    salesforce = _cli(
+        "connectors", "create",
+        "--program", program.id,
+        "--kind", "salesforce",
+        "--setting", "instance_url=https://acme.my.salesforce.com",
+        "--credential", "access_token=00D-cli",
+        env=env,
+        stdin="\n",
+    )  # fmt: skip
+
+    assert created.returncode == 0, created.stderr
+    webhook_url = created.stdout.strip().splitlines()[-1]
+    connector_id = webhook_url.rsplit("/", 1)[-1]
+    assert webhook_url.endswith(f"/hooks/{connector_id}")
+    assert "hubspot-client-secret" not in created.stdout + created.stderr
+    with runtime.sessions() as db:
+        row = db.get_one(Connector, connector_id)
+    assert row.settings["write_back"] == ["lifecyclestage", "hs_lead_status"]
+    assert row.settings["deals"] == "on"
+    assert salesforce.returncode == 0, salesforce.stderr
+    assert salesforce.stdout.strip().startswith("con_")  # no webhooks: just its id
 
 
 def test_create_with_an_unknown_kind_or_bad_setting_fails_clearly(backend: Backend) -> None:
