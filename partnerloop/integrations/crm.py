@@ -44,6 +44,15 @@ class CrmRecord:
 
 
 @dataclass(frozen=True)
+class ContactsRead:
+    """What a read of the CRM's current contacts found, by key (lower-cased)."""
+
+    records: dict[str, CrmRecord]
+    # An OAuth token renewed on the way: store it, and send the upsert with it.
+    credentials: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class CrmChange:
     """What a CRM says changed on one of its contacts (a webhook event or a polled
     record): the CRM's id for the contact, the properties it names with their new
@@ -128,4 +137,4 @@ class ReadingCrm(CrmConnector, Protocol):
         keys: Sequence[str],
         properties: Sequence[str],
         now: datetime,
-    ) -> dict[str, CrmRecord] | Verdict: ...
+    ) -> ContactsRead | Verdict: ...

@@ -288,18 +288,27 @@ def make_crm_deliverer(
                     ours_at[customer_id] = profiles.last_change(session, customer_id)
         decisions: dict[str, list[conflicts.Decision]] = {}
         read = getattr(crm, "read_contacts", None)
+        credentials = config.credentials
         if policies and read is not None and contacts:
-            records = read(
+            found = read(
                 client,
                 settings=config.settings,
-                credentials=config.credentials,
+                credentials=credentials,
                 keys=[str(p[key_property]) for p in contacts.values()],
                 properties=sorted({f for p in contacts.values() for f in p}),
                 now=now,
             )
-            if isinstance(records, Verdict):
-                outcome = _settle_verdict(sessions, cipher, connector_id, records, now)
+            if isinstance(found, Verdict):
+                outcome = _settle_verdict(sessions, cipher, connector_id, found, now)
                 return {**results, **dict.fromkeys(contacts, outcome)}, {}
+            if found.credentials is not None:
+                # Renewed on the way: keep them, and upsert with them (a rotated
+                # refresh token would not renew a second time).
+                credentials = found.credentials
+                with transaction(sessions) as session:
+                    row = session.get_one(Connector, connector_id)
+                    connectors.save_credentials(cipher, row, credentials, now=now)
+            records = found.records
             stored = getattr(crm, "as_stored", lambda value: value)
             for customer_id, properties in list(contacts.items()):
                 key = properties[key_property]
@@ -334,7 +343,7 @@ def make_crm_deliverer(
         verdict = crm.upsert_contacts(
             client,
             settings=config.settings,
-            credentials=config.credentials,
+            credentials=credentials,
             contacts=list(contacts.values()),
             now=now,
         )

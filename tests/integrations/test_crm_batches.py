@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from partnerloop.integrations.crm import CrmRecord, Verdict
+from partnerloop.integrations.crm import ContactsRead, CrmRecord, Verdict
 from partnerloop.integrations.hubspot.connector import CONNECTOR as HUBSPOT
 from partnerloop.integrations.pipedrive.connector import CONNECTOR as PIPEDRIVE
 from partnerloop.integrations.salesforce.connector import CONNECTOR as SALESFORCE
@@ -427,9 +427,13 @@ def test_a_hubspot_read_renews_the_token_and_reads_in_calls_of_100() -> None:
     assert first.json()["properties"] == ["email", "partnerloop_order_count"]
     assert [i["id"] for i in first.json()["inputs"]] == emails[:100]
     assert second.json()["inputs"] == [{"id": emails[100]}]
-    assert isinstance(records, dict)
-    assert list(records) == [emails[0]]
-    assert records[emails[0]].updated_at == datetime(2019, 12, 7, 16, 50, 6, 678000, tzinfo=UTC)
+    assert isinstance(records, ContactsRead)
+    assert records.credentials is not None
+    assert records.credentials["access_token"] == "read-token"  # handed back to be stored
+    assert list(records.records) == [emails[0]]
+    assert records.records[emails[0]].updated_at == datetime(
+        2019, 12, 7, 16, 50, 6, 678000, tzinfo=UTC
+    )
 
 
 def connect_hubspot(api: httpx.Client, credentials: dict[str, str]) -> httpx.Response:
@@ -721,6 +725,9 @@ def salesforce_read(
             properties=properties,
             now=NOW,
         )
+    if isinstance(found, ContactsRead):
+        assert found.credentials is None  # the token was good: nothing renewed
+        return found.records, salesforce.received
     return found, salesforce.received
 
 
@@ -901,7 +908,8 @@ def test_a_pipedrive_read_searches_then_reads_each_person() -> None:
         ("GET", f"{PERSONS}/42", None),
         ("GET", SEARCH, "nobody@example.com"),
     ]
-    assert found == {
+    assert isinstance(found, ContactsRead)
+    assert found.records == {
         "jan@example.com": CrmRecord(
             values={
                 "email": "jan@example.com",

@@ -62,7 +62,7 @@ from partnerloop.core.clock import parse_datetime
 from partnerloop.core.errors import InvalidInput
 from partnerloop.core.http import retry_after_seconds
 from partnerloop.integrations.connectors import check_switch
-from partnerloop.integrations.crm import CrmRecord, DealFacts, Verdict
+from partnerloop.integrations.crm import ContactsRead, CrmRecord, DealFacts, Verdict
 from partnerloop.sync.worker import Outcome
 
 KIND = "hubspot"
@@ -480,7 +480,7 @@ class HubSpotConnector:
         keys: Sequence[str],
         properties: Sequence[str],
         now: datetime,
-    ) -> dict[str, CrmRecord] | Verdict:
+    ) -> ContactsRead | Verdict:
         """The CRM's current values of these contacts (by e-mail), for conflict
         policies, in batch reads of up to 100. A contact HubSpot does not have is
         simply absent. HubSpot gives one updatedAt per contact: it stands for
@@ -511,7 +511,7 @@ class HubSpotConnector:
                         )
         except _Stop as stop:
             return auth.with_credentials(stop.verdict)
-        return records
+        return ContactsRead(records, dict(auth.credentials) if auth.renewed else None)
 
     def judge(
         self, response: httpx.Response, *, settings: Mapping[str, Any], now: datetime

@@ -19,19 +19,45 @@ Pipedrive has no upsert, so each contact takes two calls:
    e-mail is mapped) gets no PATCH.
 
 `base` is settings.api_base_url, else `https://<company_domain>.pipedrive.com`,
-else `https://api.pipedrive.com`. Authentication: an API token in the
-`x-api-token` header (Pipedrive also takes `?api_token=`, but a header keeps the
-token out of URLs and access logs), or an OAuth access token as
-`Authorization: Bearer` (preferred when both are given).
+else the `api_domain` Pipedrive gave with the last OAuth token (e.g.
+`https://acme.pipedrive.com`; kept in the credentials), else
+`https://api.pipedrive.com`.
+
+Authentication (credentials), one of (`check_credentials` refuses anything else,
+see connectors.create):
+- `api_token`: sent in the `x-api-token` header (Pipedrive also takes
+  `?api_token=`, but a header keeps the token out of URLs and access logs);
+- `access_token` alone: an OAuth access token as `Authorization: Bearer`, used as
+  is. Pipedrive expires it after about an hour; a 401 then dead-letters
+  "reconnect Pipedrive: the access token expired and no refresh_token was given";
+- an OAuth app: `refresh_token`, `client_id`, `client_secret`, plus the
+  `access_token` and its `expires_at` (ISO 8601) once we have them. Before a
+  call, a missing token or one that expires within 60 s is renewed with
+  `POST {oauth_base_url}/oauth/token` (settings.oauth_base_url, default
+  https://oauth.pipedrive.com; form grant_type=refresh_token&refresh_token=...,
+  HTTP Basic auth client_id:client_secret; answer {access_token, token_type,
+  refresh_token, scope, expires_in, api_domain}); a 401 renews it once more and
+  repeats the call once. The new credentials (every key; the refresh_token as
+  Pipedrive returns it, as it may rotate it; expires_at = now + expires_in; the
+  api_domain) go back in `Verdict.credentials` to be stored, also when the
+  call itself then fails. A renewal refused (invalid_grant, a wrong client
+  secret: any 4xx but 429) dead-letters "reconnect Pipedrive: <its message>";
+  the token endpoint down (5xx, 429, timeout) is retried. Either ends the whole
+  batch: no contact or deal is to blame. Nothing from the token endpoint's
+  answer but its error message reaches the attempt log (it holds tokens).
+  `read_contacts` hands renewed credentials back too (ContactsRead): the
+  upsert that follows uses them instead of spending the refresh token again,
+  which matters when Pipedrive rotates it.
 
 Answers, for every call:
 - 2xx with `"success": true`: done (a 2xx without it is retried: not Pipedrive's).
 - 429: the rate limit of the token/account: wait Retry-After, else the
   `x-ratelimit-reset` header (seconds until the window resets), else 2 s; the
   whole connector pauses that long, as every call would hit the same limit.
-- 401: the token is wrong or was revoked; 403: the token's user may not do
-  this. Both retried with a clear error (the merchant fixes the token or the
-  permission; the attempt log says so).
+- 401: the token is wrong or was revoked (after an OAuth app's renewal and
+  repeat, or for an `api_token`); 403: the token's user may not do this. Both
+  retried with a clear error (the merchant fixes the token or the permission;
+  the attempt log says so). An `access_token` given alone: see above.
 - 400/404/422: our request is wrong (e.g. a custom field key that does not
   exist, a bad company domain): dead-lettered with Pipedrive's `error` (and
   `error_info`), replayable after the fix. Exception: 404 on the update means
@@ -69,6 +95,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -76,18 +103,33 @@ from partnerloop.core.clock import parse_datetime
 from partnerloop.core.errors import InvalidInput
 from partnerloop.core.http import retry_after_seconds
 from partnerloop.integrations.connectors import check_switch
-from partnerloop.integrations.crm import CrmRecord, DealFacts, Verdict
+from partnerloop.integrations.crm import ContactsRead, CrmRecord, DealFacts, Verdict
 from partnerloop.sync.worker import Outcome
 
 KIND = "pipedrive"
 DEFAULT_API_BASE = "https://api.pipedrive.com"
+DEFAULT_OAUTH_BASE = "https://oauth.pipedrive.com"
+OAUTH_PATH = "/oauth/token"
 PERSONS_PATH = "/api/v2/persons"
 SEARCH_PATH = "/api/v2/persons/search"
 MAX_RESPONSE_CHARS = 1000
+MAX_MESSAGE_CHARS = 300  # of the token endpoint's error message, in the attempt log
 PERMANENT_STATUSES = (400, 404, 422)
 CREDENTIAL_STATUSES = (401, 403)
 DEFAULT_RATE_LIMIT_WAIT = 2.0
 EMAIL_LABEL = "work"
+OAUTH_FIELDS = ("refresh_token", "client_id", "client_secret")
+# Renew a token this close to its expiry: a call started just before it runs out
+# would otherwise be refused halfway through a batch.
+REFRESH_MARGIN = timedelta(seconds=60)
+MAX_LIFETIME_SECONDS = 10 * 365 * 86400  # an expires_in beyond this is not believed
+MISSING_AUTH = (
+    "no Pipedrive token (credentials.api_token, credentials.access_token, or an OAuth "
+    "app's refresh_token, client_id and client_secret)"
+)
+EXPIRED_WITHOUT_REFRESH = (
+    "reconnect Pipedrive: the access token expired and no refresh_token was given"
+)
 # The subdomain of <company>.pipedrive.com: a DNS label.
 # Amount text as the field mapping writes it ("100.00"), never a float.
 _DECIMAL_TEXT = re.compile(r"^-?\d+\.\d+$")
@@ -102,14 +144,38 @@ class _Failed(Exception):
         self.verdict = verdict
 
 
-def _base(settings: Mapping[str, Any]) -> str:
+class _Stop(_Failed):
+    """The connector cannot authenticate (no token, a refused or failed renewal, an
+    expired token without a refresh_token): it ends the whole batch, as no
+    contact or deal is to blame, even when permanent."""
+
+
+def _base(settings: Mapping[str, Any], credentials: Mapping[str, str] | None = None) -> str:
     explicit = settings.get("api_base_url")
     if explicit:
         return str(explicit).rstrip("/")
     domain = settings.get("company_domain")
     if domain:
         return f"https://{domain}.pipedrive.com"
+    api_domain = _api_domain((credentials or {}).get("api_domain"))
+    if api_domain:
+        return api_domain
     return DEFAULT_API_BASE
+
+
+def _oauth_base(settings: Mapping[str, Any]) -> str:
+    return str(settings.get("oauth_base_url") or DEFAULT_OAUTH_BASE).rstrip("/")
+
+
+def _api_domain(value: Any) -> str | None:
+    """An api_domain from Pipedrive (an http(s) URL with a host), without the
+    trailing slash; None for anything else."""
+    if not isinstance(value, str):
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return value.strip().rstrip("/")
 
 
 def _auth_headers(credentials: Mapping[str, str]) -> dict[str, str] | None:
@@ -122,6 +188,212 @@ def _auth_headers(credentials: Mapping[str, str]) -> dict[str, str] | None:
     return None
 
 
+def _is_oauth(credentials: Mapping[str, str]) -> bool:
+    return all(credentials.get(name) for name in OAUTH_FIELDS)
+
+
+def _invalid_credentials(detail: str, field: str, code: str = "invalid_credential") -> InvalidInput:
+    return InvalidInput(detail, code=code, field=field)
+
+
+class _Auth:
+    """The credentials of one upsert or read: the headers of each call, an OAuth
+    app's token renewed on the way, and the API base (an OAuth answer's
+    api_domain may set it)."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        settings: Mapping[str, Any],
+        credentials: Mapping[str, str],
+        now: datetime,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.credentials = dict(credentials)
+        self.now = now
+        self.renewed = False  # the credentials changed: hand them back to be stored
+        self._renewed_after_401 = False
+
+    @property
+    def oauth(self) -> bool:
+        return _is_oauth(self.credentials)
+
+    @property
+    def usable(self) -> bool:
+        return self.oauth or _auth_headers(self.credentials) is not None
+
+    @property
+    def base(self) -> str:
+        return _base(self.settings, self.credentials)
+
+    def with_credentials(self, verdict: Verdict) -> Verdict:
+        return replace(verdict, credentials=dict(self.credentials)) if self.renewed else verdict
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One call to `{base}{path}` with a valid token; raises _Failed when there
+        is no answer, _Stop when the connector cannot authenticate."""
+        if self.oauth and self._expiring():
+            self._renew()
+        arguments: dict[str, Any] = {"params": params, "json": json, "content": content}
+        response = self._send(method, path, what, arguments, headers)
+        if response.status_code != 401:
+            return response
+        if self.oauth:
+            if self._renewed_after_401:
+                return response  # judged: a token just renewed refused is retried
+            # The token was revoked or expired early: renew once, repeat once.
+            self._renewed_after_401 = True
+            self._renew()
+            return self._send(method, path, what, arguments, headers)
+        if self.credentials.get("access_token") and not self.credentials.get("api_token"):
+            excerpt = response.text[:MAX_RESPONSE_CHARS] if response.content else None
+            raise _Stop(
+                Verdict(
+                    Outcome(
+                        ok=False,
+                        error=EXPIRED_WITHOUT_REFRESH,
+                        permanent=True,
+                        status_code=401,
+                        response=excerpt,
+                    )
+                )
+            )
+        return response
+
+    def _expiring(self) -> bool:
+        if not self.credentials.get("access_token"):
+            return True
+        expires_at = self.credentials.get("expires_at")
+        if not expires_at:
+            return False  # unknown: use it; a 401 renews it
+        try:
+            return parse_datetime(expires_at) - self.now <= REFRESH_MARGIN
+        except ValueError:
+            return True
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        arguments: Mapping[str, Any],
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        auth = _auth_headers(self.credentials)
+        if auth is None:
+            raise _Stop(Verdict(Outcome(ok=False, error=MISSING_AUTH)))
+        try:
+            return self.client.request(
+                method, self.base + path, headers={**(headers or {}), **auth}, **arguments
+            )
+        except httpx.TimeoutException:
+            raise _Failed(
+                Verdict(Outcome(ok=False, error=f"Pipedrive {what}: no answer in time"))
+            ) from None
+        except httpx.HTTPError as error:
+            raise _Failed(
+                Verdict(Outcome(ok=False, error=f"Pipedrive {what}: could not reach it: {error}"))
+            ) from None
+
+    def _renew(self) -> None:
+        used = self.credentials["refresh_token"]
+        form = {"grant_type": "refresh_token", "refresh_token": used}
+        try:
+            response = self.client.post(
+                _oauth_base(self.settings) + OAUTH_PATH,
+                data=form,
+                auth=(self.credentials["client_id"], self.credentials["client_secret"]),
+                headers={"Accept": "application/json"},
+            )
+        except httpx.TimeoutException:
+            raise _Stop(
+                Verdict(
+                    Outcome(ok=False, error="Pipedrive's token endpoint did not answer in time")
+                )
+            ) from None
+        except httpx.HTTPError as error:
+            raise _Stop(
+                Verdict(
+                    Outcome(
+                        ok=False,
+                        error=f"could not reach Pipedrive's token endpoint: {type(error).__name__}",
+                    )
+                )
+            ) from None
+        status = response.status_code
+        # Never keep this answer in the attempt log: it holds tokens.
+        data = _json(response)
+        token = data.get("access_token")
+        if 200 <= status < 300 and isinstance(token, str) and token:
+            updated = {**self.credentials, "access_token": token}
+            rotated = data.get("refresh_token")
+            if isinstance(rotated, str) and rotated:
+                updated["refresh_token"] = rotated
+            lifetime = data.get("expires_in")
+            if (
+                isinstance(lifetime, int | float)
+                and not isinstance(lifetime, bool)
+                and 0 < lifetime <= MAX_LIFETIME_SECONDS
+            ):
+                updated["expires_at"] = (self.now + timedelta(seconds=lifetime)).isoformat()
+            else:
+                updated.pop("expires_at", None)  # unknown: a 401 will tell
+            api_domain = _api_domain(data.get("api_domain"))
+            if api_domain:
+                updated["api_domain"] = api_domain
+            self.credentials = updated
+            self.renewed = True
+            return
+        if not 400 <= status < 500 or status == 429:
+            problem = " without an access_token" if 200 <= status < 300 else ""
+            raise _Stop(
+                Verdict(
+                    Outcome(
+                        ok=False,
+                        error=f"Pipedrive's token endpoint answered {status}{problem}",
+                        retry_after=retry_after_seconds(response),
+                        status_code=status,
+                    )
+                )
+            )
+        # Refused (invalid_grant: the refresh token was revoked, expired unused for
+        # 60 days or replaced; invalid_client: a wrong client_id or client_secret).
+        code = _text(data.get("error"))
+        message = _text(data.get("message")) or _text(data.get("error_description"))
+        if message and code:
+            reason = f"{message} ({code})"
+        elif message or code:
+            reason = f"{message or code} (HTTP {status})"
+        else:
+            reason = f"the token endpoint refused the refresh token (HTTP {status})"
+        raise _Stop(
+            Verdict(
+                Outcome(
+                    ok=False,
+                    error=f"reconnect Pipedrive: {reason}",
+                    permanent=True,
+                    status_code=status,
+                )
+            )
+        )
+
+
+def _text(value: Any) -> str:
+    """A short text from an error answer ("" for anything else)."""
+    return value.strip()[:MAX_MESSAGE_CHARS] if isinstance(value, str) else ""
+
+
 class PipedriveConnector:
     kind = KIND
     key_property = "email"
@@ -131,15 +403,74 @@ class PipedriveConnector:
         # and the deal custom field (40-character key) that holds the order id.
         "deals": False,
         "order_id_field": False,
+        # The OAuth server an OAuth app's token is renewed at (tests: a local server).
+        "oauth_base_url": False,
     }
     # CRM properties whose changes (by webhook) are written back to the shop customer.
     list_settings: Sequence[str] = ("write_back",)
-    credential_fields: Sequence[str] = ("api_token", "access_token")
+    credential_fields: Sequence[str] = (
+        "api_token",
+        "access_token",
+        "refresh_token",
+        "client_id",
+        "client_secret",
+        "expires_at",
+    )
 
     def check_secret(self, secret: str | None) -> str:
         """The webhooks' HTTP Basic auth as "user:password" (Pipedrive signs nothing);
         without it Pipedrive's webhooks are refused (partnerloop.integrations.pipedrive.webhooks)."""
         return secret or ""
+
+    def check_credentials(self, credentials: Mapping[str, str]) -> None:
+        """An `api_token`; or an OAuth `access_token` alone; or an OAuth app's
+        refresh_token, client_id and client_secret (with access_token and
+        expires_at if known). Raises InvalidInput naming the field."""
+        given = [name for name in OAUTH_FIELDS if credentials.get(name)]
+        if credentials.get("api_token"):
+            other = next(
+                (n for n in (*OAUTH_FIELDS, "access_token", "expires_at") if n in credentials),
+                None,
+            )
+            if other is not None:
+                raise _invalid_credentials(
+                    "A Pipedrive connector takes an api_token or OAuth credentials, not "
+                    f"both; leave out credentials.{other} or credentials.api_token.",
+                    f"credentials.{other}",
+                )
+            return
+        if given:
+            missing = [name for name in OAUTH_FIELDS if not credentials.get(name)]
+            if missing:
+                raise _invalid_credentials(
+                    "A Pipedrive OAuth app needs refresh_token, client_id and client_secret "
+                    f"together; missing: {', '.join(missing)}.",
+                    f"credentials.{missing[0]}",
+                    "missing_credential",
+                )
+        elif not credentials.get("access_token"):
+            raise _invalid_credentials(
+                "A Pipedrive connector needs credentials: an api_token, an OAuth "
+                "access_token, or an OAuth app's refresh_token, client_id and client_secret.",
+                "credentials",
+                "missing_credential",
+            )
+        expires_at = credentials.get("expires_at")
+        if expires_at is None:
+            return
+        if not given:
+            raise _invalid_credentials(
+                "credentials.expires_at goes with an OAuth app's refresh_token, client_id "
+                "and client_secret: without them the access token cannot be renewed.",
+                "credentials.expires_at",
+            )
+        try:
+            parse_datetime(expires_at)
+        except ValueError:
+            raise _invalid_credentials(
+                "credentials.expires_at must be an ISO 8601 time, e.g. 2026-11-24T12:30:00+00:00.",
+                "credentials.expires_at",
+            ) from None
 
     def validate(self, settings: Mapping[str, Any]) -> None:
         from partnerloop.integrations.pipedrive import deals  # it imports this module
@@ -194,15 +525,11 @@ class PipedriveConnector:
         wins). A contact refused for good goes to `rejected` and the others go
         on; the first retryable failure (rate limit, Pipedrive down) ends the
         batch, and its retry redoes the ones already sent, harmlessly (search
-        first). Every contact refused: the outcome itself is a permanent failure."""
-        headers = _auth_headers(credentials)
-        if headers is None:
-            return Verdict(
-                Outcome(
-                    ok=False,
-                    error="no Pipedrive token (credentials.api_token or credentials.access_token)",
-                )
-            )
+        first). Every contact refused: the outcome itself is a permanent failure.
+        An OAuth token renewed on the way comes back in `credentials`."""
+        auth = _Auth(client, settings, credentials, now)
+        if not auth.usable:
+            return Verdict(Outcome(ok=False, error=MISSING_AUTH))
         unique: dict[str, Mapping[str, Any]] = {}
         for contact in contacts:
             email = contact.get("email")
@@ -212,13 +539,19 @@ class PipedriveConnector:
             unique[str(email).lower()] = contact
         if not unique:
             return Verdict(Outcome(ok=True, response="no contacts: nothing to sync"))
-        base = _base(settings)
+        return auth.with_credentials(self._upsert_all(auth, unique, now=now))
+
+    def _upsert_all(
+        self, auth: _Auth, unique: Mapping[str, Mapping[str, Any]], *, now: datetime
+    ) -> Verdict:
         remote_ids: dict[str, str] = {}
         rejected: dict[str, str] = {}
         last: Verdict | None = None
         for key, contact in unique.items():
             try:
-                last, person_id = self._upsert_one(client, base, headers, contact, now=now)
+                last, person_id = self._upsert_one(auth, contact, now=now)
+            except _Stop as stop:
+                return stop.verdict  # no contact is to blame: the whole batch waits or dies
             except _Failed as failed:
                 if not failed.verdict.outcome.permanent:
                     return failed.verdict
@@ -257,32 +590,27 @@ class PipedriveConnector:
         keys: Sequence[str],
         properties: Sequence[str],
         now: datetime,
-    ) -> dict[str, CrmRecord] | Verdict:
+    ) -> ContactsRead | Verdict:
         """The persons' current values by e-mail, for conflict policies: for each
         key the person search the upsert uses, then `GET {base}/api/v2/persons/{id}`.
         Values under the names the upsert writes: `email` (the address found),
         `name`, every other name from `custom_fields` (a monetary value
         {value, currency} as its value, numbers as Decimals: see `as_stored`);
         updated_at is the person's `update_time`, standing for every field's time.
-        A key with no person is absent."""
-        headers = _auth_headers(credentials)
-        if headers is None:
-            return Verdict(
-                Outcome(
-                    ok=False,
-                    error="no Pipedrive token (credentials.api_token or credentials.access_token)",
-                )
-            )
-        base = _base(settings)
+        A key with no person is absent. An OAuth token renewed on the way comes
+        back with a failure's verdict; after a successful read the client
+        remembers it for the upsert that follows (see the module's docstring)."""
+        auth = _Auth(client, settings, credentials, now)
+        if not auth.usable:
+            return Verdict(Outcome(ok=False, error=MISSING_AUTH))
         records: dict[str, CrmRecord] = {}
         try:
             for email in dict.fromkeys(str(key).lower() for key in keys if key):
                 _, found = self._call(
-                    client,
+                    auth,
                     "GET",
-                    base + SEARCH_PATH,
+                    SEARCH_PATH,
                     "person search",
-                    headers=headers,
                     params={"term": email, "fields": "email", "exact_match": "true"},
                     now=now,
                 )
@@ -290,11 +618,10 @@ class PipedriveConnector:
                 if person_id is None:
                     continue
                 _, answer = self._call(
-                    client,
+                    auth,
                     "GET",
-                    f"{base}{PERSONS_PATH}/{person_id}",
+                    f"{PERSONS_PATH}/{person_id}",
                     f"read of person {person_id}",
-                    headers=headers,
                     now=now,
                     gone_is_retry=True,
                     exact=True,
@@ -303,14 +630,12 @@ class PipedriveConnector:
                 if isinstance(person, dict):
                     records[email] = _record_of(person, email, properties)
         except _Failed as failed:
-            return failed.verdict
-        return records
+            return auth.with_credentials(failed.verdict)
+        return ContactsRead(records, dict(auth.credentials) if auth.renewed else None)
 
     def _upsert_one(
         self,
-        client: httpx.Client,
-        base: str,
-        headers: Mapping[str, str],
+        auth: _Auth,
         contact: Mapping[str, Any],
         *,
         now: datetime,
@@ -318,11 +643,10 @@ class PipedriveConnector:
         """The verdict and the person's id (found or created); raises _Failed."""
         email = str(contact["email"])
         searched, found = self._call(
-            client,
+            auth,
             "GET",
-            base + SEARCH_PATH,
+            SEARCH_PATH,
             "person search",
-            headers=headers,
             params={"term": email, "fields": "email", "exact_match": "true"},
             now=now,
         )
@@ -343,13 +667,7 @@ class PipedriveConnector:
             body["custom_fields"] = custom
         if person_id is None:
             verdict, created = self._call(
-                client,
-                "POST",
-                base + PERSONS_PATH,
-                "person create",
-                headers=headers,
-                body=body,
-                now=now,
+                auth, "POST", PERSONS_PATH, "person create", body=body, now=now
             )
             data = created.get("data")
             new_id = data.get("id") if isinstance(data, dict) else None
@@ -358,11 +676,10 @@ class PipedriveConnector:
         if not body:  # only the e-mail is mapped, and the person has it already
             return searched, person_id
         verdict, _ = self._call(
-            client,
+            auth,
             "PATCH",
-            f"{base}{PERSONS_PATH}/{person_id}",
+            f"{PERSONS_PATH}/{person_id}",
             f"update of person {person_id}",
-            headers=headers,
             body=body,
             now=now,
             gone_is_retry=True,
@@ -371,12 +688,11 @@ class PipedriveConnector:
 
     def _call(
         self,
-        client: httpx.Client,
+        auth: _Auth,
         method: str,
-        url: str,
+        path: str,
         what: str,
         *,
-        headers: Mapping[str, str],
         now: datetime,
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
@@ -384,18 +700,10 @@ class PipedriveConnector:
         exact: bool = False,
     ) -> tuple[Verdict, dict[str, Any]]:
         """One call: its verdict and JSON on success (`exact`: fractions as
-        Decimals); raises _Failed otherwise."""
+        Decimals); raises _Failed otherwise (_Stop: the connector cannot
+        authenticate)."""
         payload = _jsonable(dict(body)) if body is not None else None
-        try:
-            response = client.request(method, url, params=params, json=payload, headers=headers)
-        except httpx.TimeoutException:
-            raise _Failed(
-                Verdict(Outcome(ok=False, error=f"Pipedrive {what}: no answer in time"))
-            ) from None
-        except httpx.HTTPError as error:
-            raise _Failed(
-                Verdict(Outcome(ok=False, error=f"Pipedrive {what}: could not reach it: {error}"))
-            ) from None
+        response = auth.request(method, path, what, params=params, json=payload)
         verdict, data = self.judge(response, what=what, now=now, gone_is_retry=gone_is_retry)
         if not verdict.outcome.ok:
             raise _Failed(verdict)

@@ -33,9 +33,12 @@ Pipedrive has no batch or upsert API for deals, so each deal takes its own calls
    (the customer's person, when known; an update without one leaves the deal's
    person alone) and `custom_fields: {<order_id_field>: <order id>}`.
 
-`base`, authentication (x-api-token, or Bearer for an OAuth token) and the
+`base`, authentication (x-api-token, or Bearer for an OAuth token, an OAuth
+app's renewed before expiry and once on a 401, the renewed credentials handed
+back in `Verdict.credentials`; a refused renewal or an expired token without a
+refresh_token dead-letters every deal with "reconnect Pipedrive: ...") and the
 meaning of answers are the person upsert's (partnerloop.integrations.pipedrive.
-connector: its helpers and `judge` are reused): 2xx with success true done; 429
+connector: its `_Auth` and `judge` are reused): 2xx with success true done; 429
 waits Retry-After (else x-ratelimit-reset, else 2 s) and pauses the connector;
 401/403 retried with a clear error; 400/404/422 refuse the deal for good with
 Pipedrive's error (`Verdict.rejected`, by order id) and the other deals go on;
@@ -73,9 +76,10 @@ from partnerloop.integrations.crm import DealFacts, Verdict
 from partnerloop.integrations.pipedrive.connector import (
     CONNECTOR,
     MAX_RESPONSE_CHARS,
-    _auth_headers,
-    _base,
+    MISSING_AUTH,
+    _Auth,
     _Failed,
+    _Stop,
 )
 from partnerloop.sync.worker import Outcome
 
@@ -90,7 +94,6 @@ MISSING_FIELD = (
     "custom field of type Text that holds the shop's order id (create it in Pipedrive's "
     "data fields settings; its API key is shown there and as `key` in GET /v1/dealFields)"
 )
-MISSING_AUTH = "no Pipedrive token (credentials.api_token or credentials.access_token)"
 
 
 def order_id_field(settings: Mapping[str, Any]) -> str:
@@ -161,13 +164,14 @@ def upsert_deals(
     """Find each order's deal by the order id field, then update it or create one.
     `remote_ids` (the deals' ids) and `rejected` are keyed by order id. The same
     order twice in `deals`: the last one wins. Every deal refused: the outcome is
-    a permanent failure."""
+    a permanent failure. An OAuth token renewed on the way comes back in
+    `credentials`."""
     try:
         field = order_id_field(settings)
     except ValueError as error:
         return Verdict(Outcome(ok=False, error=str(error), permanent=True))
-    headers = _auth_headers(credentials)
-    if headers is None:
+    auth = _Auth(client, settings, credentials, now)
+    if not auth.usable:
         return Verdict(Outcome(ok=False, error=MISSING_AUTH))
     unique: dict[str, DealFacts] = {}
     for deal in deals:
@@ -175,7 +179,12 @@ def upsert_deals(
         unique[deal.order_id] = deal
     if not unique:
         return Verdict(Outcome(ok=True, response="no deals: nothing to sync"))
-    base = _base(settings)
+    return auth.with_credentials(_upsert_all(auth, field, unique, now=now))
+
+
+def _upsert_all(
+    auth: _Auth, field: str, unique: Mapping[str, DealFacts], *, now: datetime
+) -> Verdict:
     remote_ids: dict[str, str] = {}
     rejected: dict[str, str] = {}
     last: Verdict | None = None
@@ -186,7 +195,9 @@ def upsert_deals(
             rejected[order_id] = str(error)
             continue
         try:
-            last, deal_id = _upsert_one(client, base, headers, field, order_id, body, now=now)
+            last, deal_id = _upsert_one(auth, field, order_id, body, now=now)
+        except _Stop as stop:
+            return stop.verdict  # no deal is to blame: the whole batch waits or dies
         except _Failed as failed:
             if not failed.verdict.outcome.permanent:
                 return failed.verdict
@@ -214,9 +225,7 @@ def upsert_deals(
 
 
 def _upsert_one(
-    client: httpx.Client,
-    base: str,
-    headers: Mapping[str, str],
+    auth: _Auth,
     field: str,
     order_id: str,
     body: Mapping[str, Any],
@@ -225,11 +234,10 @@ def _upsert_one(
 ) -> tuple[Verdict, int | None]:
     """The verdict and the deal's id (found or created); raises _Failed."""
     _, found = _call(
-        client,
+        auth,
         "GET",
-        base + SEARCH_PATH,
+        SEARCH_PATH,
         "deal search",
-        headers=headers,
         params={"term": order_id, "fields": "custom_fields", "exact_match": "true"},
         now=now,
     )
@@ -237,29 +245,25 @@ def _upsert_one(
     candidates = _candidates(found)
     if candidates:
         _, listed = _call(
-            client,
+            auth,
             "GET",
-            base + DEALS_PATH,
+            DEALS_PATH,
             "deal lookup",
-            headers=headers,
             params={"ids": ",".join(map(str, candidates)), "custom_fields": field},
             now=now,
         )
         deal_id = _ours(listed, field, order_id)
     if deal_id is None:
-        verdict, created = _call(
-            client, "POST", base + DEALS_PATH, "deal create", headers=headers, body=body, now=now
-        )
+        verdict, created = _call(auth, "POST", DEALS_PATH, "deal create", body=body, now=now)
         data = created.get("data")
         new_id = data.get("id") if isinstance(data, dict) else None
         is_id = isinstance(new_id, int) and not isinstance(new_id, bool)
         return verdict, new_id if is_id else None
     verdict, _ = _call(
-        client,
+        auth,
         "PATCH",
-        f"{base}{DEALS_PATH}/{deal_id}",
+        f"{DEALS_PATH}/{deal_id}",
         f"update of deal {deal_id}",
-        headers=headers,
         body=body,
         now=now,
         gone_is_retry=True,
@@ -268,35 +272,26 @@ def _upsert_one(
 
 
 def _call(
-    client: httpx.Client,
+    auth: _Auth,
     method: str,
-    url: str,
+    path: str,
     what: str,
     *,
-    headers: Mapping[str, str],
     now: datetime,
     params: Mapping[str, str] | None = None,
     body: Mapping[str, Any] | None = None,
     gone_is_retry: bool = False,
 ) -> tuple[Verdict, dict[str, Any]]:
-    """One call: its verdict and JSON on success; raises _Failed otherwise. Like the
-    person code's call, but the body is encoded here: `value` must be an exact
-    JSON number, which json.dumps cannot write from a Decimal."""
-    send = dict(headers)
+    """One call: its verdict and JSON on success; raises _Failed otherwise (_Stop:
+    the connector cannot authenticate). Like the person code's call, but the body
+    is encoded here: `value` must be an exact JSON number, which json.dumps cannot
+    write from a Decimal."""
+    send: dict[str, str] = {}
     content = None
     if body is not None:
         content = _encode(body).encode()
         send["content-type"] = "application/json"
-    try:
-        response = client.request(method, url, params=params, content=content, headers=send)
-    except httpx.TimeoutException:
-        raise _Failed(
-            Verdict(Outcome(ok=False, error=f"Pipedrive {what}: no answer in time"))
-        ) from None
-    except httpx.HTTPError as error:
-        raise _Failed(
-            Verdict(Outcome(ok=False, error=f"Pipedrive {what}: could not reach it: {error}"))
-        ) from None
+    response = auth.request(method, path, what, params=params, content=content, headers=send)
     if response.status_code == 404 and gone_is_retry:
         # Deleted or merged since the search: the next try searches again.
         excerpt = response.text[:MAX_RESPONSE_CHARS] if response.content else None

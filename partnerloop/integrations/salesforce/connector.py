@@ -89,7 +89,7 @@ import httpx
 from partnerloop.core.clock import parse_datetime
 from partnerloop.core.errors import InvalidInput
 from partnerloop.core.http import retry_after_seconds
-from partnerloop.integrations.crm import CrmRecord, Verdict
+from partnerloop.integrations.crm import ContactsRead, CrmRecord, Verdict
 from partnerloop.sync.worker import Outcome
 
 log = logging.getLogger("partnerloop.salesforce")
@@ -424,7 +424,7 @@ class SalesforceConnector:
         keys: Sequence[str],
         properties: Sequence[str],
         now: datetime,
-    ) -> dict[str, CrmRecord] | Verdict:
+    ) -> ContactsRead | Verdict:
         """The records' current values by external id, for conflict policies:
         `SELECT Id, <external id>, <properties>, LastModifiedDate FROM <object>
         WHERE <external id> IN (...)` through the query resource, following
@@ -480,7 +480,7 @@ class SalesforceConnector:
                     if found is not None:
                         records[found[0]] = found[1]
                 url, params = _next_page(target, page), None
-        return records
+        return ContactsRead(records, dict(session.credentials) if session.refreshed else None)
 
 
 def _send(

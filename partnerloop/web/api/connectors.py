@@ -38,7 +38,7 @@ SETTINGS_DOC = (
     "properties written back to the shop customer]}; salesforce {instance_url, api_version?, "
     "object?: Contact|Lead, external_id_field?, allow_duplicates?}; pipedrive "
     "{company_domain?; deals?: on|off; order_id_field? (deal custom field key, needed with "
-    "deals); write_back?}. Every kind also takes api_base_url (call the API at another "
+    "deals); write_back?; oauth_base_url? (OAuth apps' token host)}. Every kind also takes api_base_url (call the API at another "
     "host); shops take pull_every_minutes (scheduled pulls)."
 )
 CREDENTIALS_DOC = (
@@ -47,7 +47,10 @@ CREDENTIALS_DOC = (
     "hubspot {access_token} (a private app's token) or {refresh_token, client_id, "
     "client_secret, access_token?, expires_at?} (an OAuth app: refreshed before expiry); "
     "salesforce {access_token, refresh_token?, client_id?, client_secret?}; pipedrive "
-    "{api_token} or {access_token}."
+    "{api_token}, or {access_token} (an OAuth token used as is until a 401), or "
+    "{refresh_token, client_id, client_secret, access_token?, expires_at?} (an OAuth app: "
+    "renewed at settings.oauth_base_url, default https://oauth.pipedrive.com, before "
+    "expiry and on a 401)."
 )
 
 
