@@ -28,14 +28,10 @@ from partnerloop.core.clock import parse_datetime
 from partnerloop.integrations.crm import ChangesRead, CrmChange, Verdict
 from partnerloop.integrations.salesforce.connector import (
     _API_NAME,
-    MAX_QUERY_PAGES,
     _as_ours,
-    _dicts,
-    _json,
-    _judge,
-    _next_page,
     _Session,
     _Target,
+    query,
 )
 from partnerloop.sync.worker import Outcome
 
@@ -84,28 +80,16 @@ def changes_since(
         f"ORDER BY SystemModstamp, Id LIMIT {PAGE_LIMIT}"
     )
     session = _Session(client, target, credentials)
+    rows = query(session, soql, now=now)
+    if isinstance(rows, Verdict):
+        return session.with_credentials(rows)
     changes: list[CrmChange] = []
     high_water: datetime | None = None
-    url: str | None = target.query_url()
-    params: dict[str, str] | None = {"q": soql}
-    for _ in range(MAX_QUERY_PAGES):
-        if url is None:
-            break
-        response = session.get(url, params)
-        if isinstance(response, Verdict):
-            return session.with_credentials(response)
-        if response.status_code != 200:
-            return session.with_credentials(
-                _judge(response, target=target, value="a query", now=now)
-            )
-        page = _json(response, exact=True)
-        page = page if isinstance(page, dict) else {}
-        for record in _dicts(page.get("records")):
-            change = _change_of(record, properties)
-            if change is not None:
-                changes.append(change)
-                high_water = max(high_water or change.occurred_at, change.occurred_at)
-        url, params = _next_page(target, page), None
+    for record in rows:
+        change = _change_of(record, properties)
+        if change is not None:
+            changes.append(change)
+            high_water = max(high_water or change.occurred_at, change.occurred_at)
     return ChangesRead(
         changes,
         high_water,

@@ -461,26 +461,37 @@ class SalesforceConnector:
         session = _Session(client, target, credentials)
         records: dict[str, CrmRecord] = {}
         for group in _key_groups(wanted):
-            soql = _soql(target, fields, group)
-            url: str | None = target.query_url()
-            params: dict[str, str] | None = {"q": soql}
-            for _ in range(MAX_QUERY_PAGES):
-                if url is None:
-                    break
-                response = session.get(url, params)
-                if isinstance(response, Verdict):
-                    return session.with_credentials(response)
-                if response.status_code != 200:
-                    verdict = _judge(response, target=target, value="a query", now=now)
-                    return session.with_credentials(verdict)
-                page = _json(response, exact=True)
-                page = page if isinstance(page, dict) else {}
-                for record in _dicts(page.get("records")):
-                    found = _record_of(record, target, properties)
-                    if found is not None:
-                        records[found[0]] = found[1]
-                url, params = _next_page(target, page), None
+            rows = query(session, _soql(target, fields, group), now=now)
+            if isinstance(rows, Verdict):
+                return session.with_credentials(rows)
+            for record in rows:
+                found = _record_of(record, target, properties)
+                if found is not None:
+                    records[found[0]] = found[1]
         return ContactsRead(records, dict(session.credentials) if session.refreshed else None)
+
+
+def query(session: _Session, soql: str, *, now: datetime) -> list[dict[str, Any]] | Verdict:
+    """Every record a SOQL query gives, through the query resource, following
+    `nextRecordsUrl` while `done` is false (at most MAX_QUERY_PAGES pages).
+    Numbers come back exact (Decimals)."""
+    target = session.target
+    records: list[dict[str, Any]] = []
+    url: str | None = target.query_url()
+    params: dict[str, str] | None = {"q": soql}
+    for _ in range(MAX_QUERY_PAGES):
+        if url is None:
+            break
+        response = session.get(url, params)
+        if isinstance(response, Verdict):
+            return response
+        if response.status_code != 200:
+            return _judge(response, target=target, value="a query", now=now)
+        page = _json(response, exact=True)
+        page = page if isinstance(page, dict) else {}
+        records.extend(_dicts(page.get("records")))
+        url, params = _next_page(target, page), None
+    return records
 
 
 def _send(
