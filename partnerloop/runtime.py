@@ -40,7 +40,8 @@ from partnerloop.sync.worker import BackgroundTask, Batched, PeriodicTask, Regis
 APPROVE_DUE_EVERY_SECONDS = 30.0
 # How often the worker looks for connectors whose scheduled pull is due.
 PULL_CHECK_EVERY_SECONDS = 60.0
-# Customers per CRM call: HubSpot's batch limit (Salesforce takes 200, Pipedrive one at a time).
+# Customers per CRM call at most: HubSpot's batch limit (Salesforce takes 200, Pipedrive
+# one at a time). In practice a batch is what one worker pass claims (Worker batch_size).
 CRM_BATCH_SIZE = 100
 
 
