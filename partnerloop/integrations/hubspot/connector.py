@@ -19,8 +19,9 @@ Authentication (credentials), either:
   `Verdict.credentials` to be stored, also when the call itself then fails.
   A renewal refused (400 BAD_REFRESH_TOKEN / invalid_grant, any other 4xx but
   429) dead-letters "reconnect HubSpot: ..."; the token endpoint down (5xx,
-  429, timeout) is retried. Nothing from the token endpoint's answer reaches the
-  attempt log (it holds tokens).
+  429, timeout, a 2xx without a token) is retried. Nothing from the token
+  endpoint's answer reaches the attempt log (it holds tokens). The grant itself
+  is partnerloop.integrations.oauth's.
 `check_credentials` accepts exactly these two forms (see connectors.create).
 
 Answers and what they mean (../shared/fixtures/NOTES.md section 5):
@@ -51,7 +52,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -61,6 +61,7 @@ import httpx
 from partnerloop.core.clock import parse_datetime
 from partnerloop.core.errors import InvalidInput
 from partnerloop.core.http import retry_after_seconds
+from partnerloop.integrations import oauth
 from partnerloop.integrations.connectors import check_switch
 from partnerloop.integrations.crm import ContactsRead, CrmRecord, DealFacts, Verdict
 from partnerloop.sync.worker import Outcome
@@ -73,10 +74,6 @@ OAUTH_PATH = "/oauth/v1/token"
 BATCH_LIMIT = 100  # inputs per batch call (upsert and read)
 MAX_RESPONSE_CHARS = 1000
 PERMANENT_STATUSES = (400, 403, 404, 409, 422)
-OAUTH_FIELDS = ("refresh_token", "client_id", "client_secret")
-# Renew a token this close to its expiry: a call started just before it runs out
-# would otherwise be refused halfway through a batch.
-REFRESH_MARGIN = timedelta(seconds=60)
 _T = TypeVar("_T")
 MISSING_AUTH = (
     "no HubSpot access token (credentials.access_token, or an OAuth app's "
@@ -97,10 +94,6 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _invalid_credentials(detail: str, field: str, code: str = "missing_credential") -> InvalidInput:
-    return InvalidInput(detail, code=code, field=field)
-
-
 class _Stop(Exception):
     """A call that cannot go on (no token, a refused renewal, HubSpot unreachable)."""
 
@@ -109,7 +102,7 @@ class _Stop(Exception):
         self.verdict = verdict
 
 
-class _Auth:
+class _Auth(oauth.Tokens):
     """The credentials of one upsert or read, renewed on the way for an OAuth app."""
 
     def __init__(
@@ -119,42 +112,15 @@ class _Auth:
         credentials: Mapping[str, str],
         now: datetime,
     ) -> None:
+        super().__init__(credentials, now)
         self.client = client
         self.base = base
-        self.credentials = dict(credentials)
-        self.now = now
-        self.renewed = False  # the credentials changed: hand them back to be stored
-        self._renewed_after_401 = False
-
-    @property
-    def oauth(self) -> bool:
-        return all(self.credentials.get(name) for name in OAUTH_FIELDS)
-
-    def with_credentials(self, verdict: Verdict) -> Verdict:
-        return replace(verdict, credentials=dict(self.credentials)) if self.renewed else verdict
 
     def post(self, path: str, body: Mapping[str, Any], *, what: str) -> httpx.Response:
         """POST to HubSpot with a valid token; raises _Stop when it cannot."""
-        if self.oauth and self._expiring():
-            self._renew()
-        response = self._send(path, body, what=what)
-        if response.status_code == 401 and self.oauth and not self._renewed_after_401:
-            # The token was revoked or expired early: renew once, repeat once.
-            self._renewed_after_401 = True
-            self._renew()
-            response = self._send(path, body, what=what)
-        return response
-
-    def _expiring(self) -> bool:
-        if not self.credentials.get("access_token"):
-            return True
-        expires_at = self.credentials.get("expires_at")
-        if not expires_at:
-            return False  # unknown: use it; a 401 renews it
-        try:
-            return parse_datetime(expires_at) - self.now <= REFRESH_MARGIN
-        except ValueError:
-            return True
+        if not oauth.is_app(self.credentials):
+            return self._send(path, body, what=what)
+        return self.authorized(lambda: self._send(path, body, what=what))
 
     def _send(self, path: str, body: Mapping[str, Any], *, what: str) -> httpx.Response:
         token = self.credentials.get("access_token")
@@ -177,70 +143,29 @@ class _Auth:
                 )
             ) from None
 
-    def _renew(self) -> None:
-        form = {
-            "grant_type": "refresh_token",
-            "client_id": self.credentials["client_id"],
-            "client_secret": self.credentials["client_secret"],
-            "refresh_token": self.credentials["refresh_token"],
-        }
-        try:
-            response = self.client.post(
-                self.base + OAUTH_PATH, data=form, headers={"Accept": "application/json"}
-            )
-        except httpx.TimeoutException:
-            raise _Stop(
-                Verdict(Outcome(ok=False, error="HubSpot's token endpoint did not answer in time"))
-            ) from None
-        except httpx.HTTPError as error:
-            raise _Stop(
-                Verdict(
-                    Outcome(
-                        ok=False,
-                        error=f"could not reach HubSpot's token endpoint: {type(error).__name__}",
-                    )
-                )
-            ) from None
-        status = response.status_code
-        # Never keep this answer in the attempt log: it holds tokens.
-        data = _json(response)
-        token = data.get("access_token") or data.get("accessToken")
-        if status == 200 and isinstance(token, str) and token:
-            updated = {**self.credentials, "access_token": token}
-            rotated = data.get("refresh_token") or data.get("refreshToken")
-            if isinstance(rotated, str) and rotated:
-                updated["refresh_token"] = rotated
-            lifetime = data.get("expires_in", data.get("expiresIn"))
-            if isinstance(lifetime, int | float) and not isinstance(lifetime, bool):
-                updated["expires_at"] = (self.now + timedelta(seconds=lifetime)).isoformat()
-            else:
-                updated.pop("expires_at", None)  # unknown: a 401 will tell
-            self.credentials = updated
-            self.renewed = True
-            return
-        if status >= 500 or status == 429:
-            raise _Stop(
-                Verdict(
-                    Outcome(
-                        ok=False,
-                        error=f"HubSpot's token endpoint answered {status}",
-                        retry_after=retry_after_seconds(response),
-                        status_code=status,
-                    )
-                )
-            )
-        code = str(data.get("status") or data.get("error") or f"HTTP {status}")
-        message = str(data.get("message") or data.get("error_description") or code)
-        raise _Stop(
-            Verdict(
-                Outcome(
-                    ok=False,
-                    error=f"reconnect HubSpot: {message} ({code})",
-                    permanent=True,
-                    status_code=status,
-                )
-            )
+    def renewal(self) -> dict[str, str]:
+        answer = oauth.refresh(
+            self.client,
+            self.base + OAUTH_PATH,
+            form={
+                "client_id": self.credentials["client_id"],
+                "client_secret": self.credentials["client_secret"],
+            },
+            credentials=self.credentials,
+            now=self.now,
+            vendor="HubSpot",
+            message_of=_refusal,
         )
+        if isinstance(answer, Outcome):
+            raise _Stop(Verdict(answer))
+        return answer
+
+
+def _refusal(answer: Mapping[str, Any], status: int) -> str:
+    """A refused renewal's reason: 400 {status: BAD_REFRESH_TOKEN, message}, or
+    RFC 6749's {error: invalid_grant, error_description}."""
+    code = str(answer.get("status") or answer.get("error") or f"HTTP {status}")
+    return f"{answer.get('message') or answer.get('error_description') or code} ({code})"
 
 
 class HubSpotConnector:
@@ -257,13 +182,7 @@ class HubSpotConnector:
     }
     # CRM properties whose changes (by webhook) are written back to the shop customer.
     list_settings: Sequence[str] = ("write_back",)
-    credential_fields: Sequence[str] = (
-        "access_token",
-        "refresh_token",
-        "client_id",
-        "client_secret",
-        "expires_at",
-    )
+    credential_fields: Sequence[str] = ("access_token", *oauth.APP_FIELDS, "expires_at")
 
     def as_stored(self, value: Any) -> Any:
         """How HubSpot holds a value we send (as text): conflicts compare like with like."""
@@ -276,39 +195,20 @@ class HubSpotConnector:
     def check_credentials(self, credentials: Mapping[str, str]) -> None:
         """A private app's access_token alone, or an OAuth app's refresh_token,
         client_id and client_secret (with access_token and expires_at if known)."""
-        given = [name for name in OAUTH_FIELDS if credentials.get(name)]
-        if given:
-            missing = [name for name in OAUTH_FIELDS if not credentials.get(name)]
-            if missing:
-                raise _invalid_credentials(
-                    "A HubSpot OAuth app needs refresh_token, client_id and client_secret "
-                    f"together; missing: {', '.join(missing)}.",
-                    f"credentials.{missing[0]}",
-                )
-        elif not credentials.get("access_token"):
-            raise _invalid_credentials(
+        app = oauth.check_app(credentials, "HubSpot")
+        if not app and not credentials.get("access_token"):
+            raise InvalidInput(
                 "A HubSpot connector needs credentials: a private app's access_token, or an "
                 "OAuth app's refresh_token, client_id and client_secret.",
-                "credentials",
+                code="missing_credential",
+                field="credentials",
             )
-        expires_at = credentials.get("expires_at")
-        if expires_at is None:
-            return
-        if not given:
-            raise _invalid_credentials(
-                "credentials.expires_at goes with an OAuth app's refresh_token, client_id "
-                "and client_secret; a private app's token does not expire.",
-                "credentials.expires_at",
-                "invalid_credential",
-            )
-        try:
-            parse_datetime(expires_at)
-        except ValueError:
-            raise _invalid_credentials(
-                "credentials.expires_at must be an ISO 8601 time, e.g. 2026-11-24T12:30:00+00:00.",
-                "credentials.expires_at",
-                "invalid_credential",
-            ) from None
+        oauth.check_expires_at(
+            credentials,
+            app=app,
+            without_app="credentials.expires_at goes with an OAuth app's refresh_token, "
+            "client_id and client_secret; a private app's token does not expire.",
+        )
 
     def validate(self, settings: Mapping[str, Any]) -> None:
         from partnerloop.integrations.hubspot import deals  # it imports this module

@@ -42,9 +42,10 @@ see connectors.create):
   api_domain) go back in `Verdict.credentials` to be stored, also when the
   call itself then fails. A renewal refused (invalid_grant, a wrong client
   secret: any 4xx but 429) dead-letters "reconnect Pipedrive: <its message>";
-  the token endpoint down (5xx, 429, timeout) is retried. Either ends the whole
-  batch: no contact or deal is to blame. Nothing from the token endpoint's
-  answer but its error message reaches the attempt log (it holds tokens).
+  the token endpoint down (5xx, 429, timeout, a 2xx without a token) is
+  retried. Either ends the whole batch: no contact or deal is to blame. Nothing
+  from the token endpoint's answer but its error message reaches the attempt log
+  (it holds tokens). The grant itself is partnerloop.integrations.oauth's.
   `read_contacts` hands renewed credentials back too (ContactsRead): the
   upsert that follows uses them instead of spending the refresh token again,
   which matters when Pipedrive rotates it.
@@ -102,6 +103,7 @@ import httpx
 from partnerloop.core.clock import parse_datetime
 from partnerloop.core.errors import InvalidInput
 from partnerloop.core.http import retry_after_seconds
+from partnerloop.integrations import oauth
 from partnerloop.integrations.connectors import check_switch
 from partnerloop.integrations.crm import ContactsRead, CrmRecord, DealFacts, Verdict
 from partnerloop.sync.worker import Outcome
@@ -118,11 +120,6 @@ PERMANENT_STATUSES = (400, 404, 422)
 CREDENTIAL_STATUSES = (401, 403)
 DEFAULT_RATE_LIMIT_WAIT = 2.0
 EMAIL_LABEL = "work"
-OAUTH_FIELDS = ("refresh_token", "client_id", "client_secret")
-# Renew a token this close to its expiry: a call started just before it runs out
-# would otherwise be refused halfway through a batch.
-REFRESH_MARGIN = timedelta(seconds=60)
-MAX_LIFETIME_SECONDS = 10 * 365 * 86400  # an expires_in beyond this is not believed
 MISSING_AUTH = (
     "no Pipedrive token (credentials.api_token, credentials.access_token, or an OAuth "
     "app's refresh_token, client_id and client_secret)"
@@ -188,15 +185,11 @@ def _auth_headers(credentials: Mapping[str, str]) -> dict[str, str] | None:
     return None
 
 
-def _is_oauth(credentials: Mapping[str, str]) -> bool:
-    return all(credentials.get(name) for name in OAUTH_FIELDS)
-
-
 def _invalid_credentials(detail: str, field: str, code: str = "invalid_credential") -> InvalidInput:
     return InvalidInput(detail, code=code, field=field)
 
 
-class _Auth:
+class _Auth(oauth.Tokens):
     """The credentials of one upsert or read: the headers of each call, an OAuth
     app's token renewed on the way, and the API base (an OAuth answer's
     api_domain may set it)."""
@@ -208,27 +201,17 @@ class _Auth:
         credentials: Mapping[str, str],
         now: datetime,
     ) -> None:
+        super().__init__(credentials, now)
         self.client = client
         self.settings = settings
-        self.credentials = dict(credentials)
-        self.now = now
-        self.renewed = False  # the credentials changed: hand them back to be stored
-        self._renewed_after_401 = False
-
-    @property
-    def oauth(self) -> bool:
-        return _is_oauth(self.credentials)
 
     @property
     def usable(self) -> bool:
-        return self.oauth or _auth_headers(self.credentials) is not None
+        return oauth.is_app(self.credentials) or _auth_headers(self.credentials) is not None
 
     @property
     def base(self) -> str:
         return _base(self.settings, self.credentials)
-
-    def with_credentials(self, verdict: Verdict) -> Verdict:
-        return replace(verdict, credentials=dict(self.credentials)) if self.renewed else verdict
 
     def request(
         self,
@@ -242,21 +225,18 @@ class _Auth:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """One call to `{base}{path}` with a valid token; raises _Failed when there
-        is no answer, _Stop when the connector cannot authenticate."""
-        if self.oauth and self._expiring():
-            self._renew()
+        is no answer, _Stop when the connector cannot authenticate. An OAuth
+        app's token renewed and repeated once on a 401 that is refused again is
+        judged (retried)."""
         arguments: dict[str, Any] = {"params": params, "json": json, "content": content}
+        if oauth.is_app(self.credentials):
+            return self.authorized(lambda: self._send(method, path, what, arguments, headers))
         response = self._send(method, path, what, arguments, headers)
-        if response.status_code != 401:
-            return response
-        if self.oauth:
-            if self._renewed_after_401:
-                return response  # judged: a token just renewed refused is retried
-            # The token was revoked or expired early: renew once, repeat once.
-            self._renewed_after_401 = True
-            self._renew()
-            return self._send(method, path, what, arguments, headers)
-        if self.credentials.get("access_token") and not self.credentials.get("api_token"):
+        if (
+            response.status_code == 401
+            and self.credentials.get("access_token")
+            and not self.credentials.get("api_token")
+        ):
             excerpt = response.text[:MAX_RESPONSE_CHARS] if response.content else None
             raise _Stop(
                 Verdict(
@@ -270,17 +250,6 @@ class _Auth:
                 )
             )
         return response
-
-    def _expiring(self) -> bool:
-        if not self.credentials.get("access_token"):
-            return True
-        expires_at = self.credentials.get("expires_at")
-        if not expires_at:
-            return False  # unknown: use it; a 401 renews it
-        try:
-            return parse_datetime(expires_at) - self.now <= REFRESH_MARGIN
-        except ValueError:
-            return True
 
     def _send(
         self,
@@ -306,87 +275,40 @@ class _Auth:
                 Verdict(Outcome(ok=False, error=f"Pipedrive {what}: could not reach it: {error}"))
             ) from None
 
-    def _renew(self) -> None:
-        used = self.credentials["refresh_token"]
-        form = {"grant_type": "refresh_token", "refresh_token": used}
-        try:
-            response = self.client.post(
-                _oauth_base(self.settings) + OAUTH_PATH,
-                data=form,
-                auth=(self.credentials["client_id"], self.credentials["client_secret"]),
-                headers={"Accept": "application/json"},
-            )
-        except httpx.TimeoutException:
-            raise _Stop(
-                Verdict(
-                    Outcome(ok=False, error="Pipedrive's token endpoint did not answer in time")
-                )
-            ) from None
-        except httpx.HTTPError as error:
-            raise _Stop(
-                Verdict(
-                    Outcome(
-                        ok=False,
-                        error=f"could not reach Pipedrive's token endpoint: {type(error).__name__}",
-                    )
-                )
-            ) from None
-        status = response.status_code
-        # Never keep this answer in the attempt log: it holds tokens.
-        data = _json(response)
-        token = data.get("access_token")
-        if 200 <= status < 300 and isinstance(token, str) and token:
-            updated = {**self.credentials, "access_token": token}
-            rotated = data.get("refresh_token")
-            if isinstance(rotated, str) and rotated:
-                updated["refresh_token"] = rotated
-            lifetime = data.get("expires_in")
-            if (
-                isinstance(lifetime, int | float)
-                and not isinstance(lifetime, bool)
-                and 0 < lifetime <= MAX_LIFETIME_SECONDS
-            ):
-                updated["expires_at"] = (self.now + timedelta(seconds=lifetime)).isoformat()
-            else:
-                updated.pop("expires_at", None)  # unknown: a 401 will tell
-            api_domain = _api_domain(data.get("api_domain"))
-            if api_domain:
-                updated["api_domain"] = api_domain
-            self.credentials = updated
-            self.renewed = True
-            return
-        if not 400 <= status < 500 or status == 429:
-            problem = " without an access_token" if 200 <= status < 300 else ""
-            raise _Stop(
-                Verdict(
-                    Outcome(
-                        ok=False,
-                        error=f"Pipedrive's token endpoint answered {status}{problem}",
-                        retry_after=retry_after_seconds(response),
-                        status_code=status,
-                    )
-                )
-            )
-        # Refused (invalid_grant: the refresh token was revoked, expired unused for
-        # 60 days or replaced; invalid_client: a wrong client_id or client_secret).
-        code = _text(data.get("error"))
-        message = _text(data.get("message")) or _text(data.get("error_description"))
-        if message and code:
-            reason = f"{message} ({code})"
-        elif message or code:
-            reason = f"{message or code} (HTTP {status})"
-        else:
-            reason = f"the token endpoint refused the refresh token (HTTP {status})"
-        raise _Stop(
-            Verdict(
-                Outcome(
-                    ok=False,
-                    error=f"reconnect Pipedrive: {reason}",
-                    permanent=True,
-                    status_code=status,
-                )
-            )
+    def renewal(self) -> dict[str, str]:
+        answer = oauth.refresh(
+            self.client,
+            _oauth_base(self.settings) + OAUTH_PATH,
+            form={},
+            auth=(self.credentials["client_id"], self.credentials["client_secret"]),
+            credentials=self.credentials,
+            now=self.now,
+            vendor="Pipedrive",
+            message_of=_refusal,
+            extra=_answer_api_domain,
         )
+        if isinstance(answer, Outcome):
+            raise _Stop(Verdict(answer))
+        return answer
+
+
+def _answer_api_domain(answer: Mapping[str, Any]) -> dict[str, str]:
+    """The API base a token answer names, kept in the credentials (see `_base`)."""
+    api_domain = _api_domain(answer.get("api_domain"))
+    return {"api_domain": api_domain} if api_domain else {}
+
+
+def _refusal(answer: Mapping[str, Any], status: int) -> str:
+    """A refused renewal's reason (invalid_grant: the refresh token was revoked,
+    expired unused for 60 days or replaced; invalid_client: a wrong client_id or
+    client_secret)."""
+    code = _text(answer.get("error"))
+    message = _text(answer.get("message")) or _text(answer.get("error_description"))
+    if message and code:
+        return f"{message} ({code})"
+    if message or code:
+        return f"{message or code} (HTTP {status})"
+    return f"the token endpoint refused the refresh token (HTTP {status})"
 
 
 def _text(value: Any) -> str:
@@ -411,9 +333,7 @@ class PipedriveConnector:
     credential_fields: Sequence[str] = (
         "api_token",
         "access_token",
-        "refresh_token",
-        "client_id",
-        "client_secret",
+        *oauth.APP_FIELDS,
         "expires_at",
     )
 
@@ -426,10 +346,9 @@ class PipedriveConnector:
         """An `api_token`; or an OAuth `access_token` alone; or an OAuth app's
         refresh_token, client_id and client_secret (with access_token and
         expires_at if known). Raises InvalidInput naming the field."""
-        given = [name for name in OAUTH_FIELDS if credentials.get(name)]
         if credentials.get("api_token"):
             other = next(
-                (n for n in (*OAUTH_FIELDS, "access_token", "expires_at") if n in credentials),
+                (n for n in (*oauth.APP_FIELDS, "access_token", "expires_at") if n in credentials),
                 None,
             )
             if other is not None:
@@ -439,38 +358,20 @@ class PipedriveConnector:
                     f"credentials.{other}",
                 )
             return
-        if given:
-            missing = [name for name in OAUTH_FIELDS if not credentials.get(name)]
-            if missing:
-                raise _invalid_credentials(
-                    "A Pipedrive OAuth app needs refresh_token, client_id and client_secret "
-                    f"together; missing: {', '.join(missing)}.",
-                    f"credentials.{missing[0]}",
-                    "missing_credential",
-                )
-        elif not credentials.get("access_token"):
+        app = oauth.check_app(credentials, "Pipedrive")
+        if not app and not credentials.get("access_token"):
             raise _invalid_credentials(
                 "A Pipedrive connector needs credentials: an api_token, an OAuth "
                 "access_token, or an OAuth app's refresh_token, client_id and client_secret.",
                 "credentials",
                 "missing_credential",
             )
-        expires_at = credentials.get("expires_at")
-        if expires_at is None:
-            return
-        if not given:
-            raise _invalid_credentials(
-                "credentials.expires_at goes with an OAuth app's refresh_token, client_id "
-                "and client_secret: without them the access token cannot be renewed.",
-                "credentials.expires_at",
-            )
-        try:
-            parse_datetime(expires_at)
-        except ValueError:
-            raise _invalid_credentials(
-                "credentials.expires_at must be an ISO 8601 time, e.g. 2026-11-24T12:30:00+00:00.",
-                "credentials.expires_at",
-            ) from None
+        oauth.check_expires_at(
+            credentials,
+            app=app,
+            without_app="credentials.expires_at goes with an OAuth app's refresh_token, "
+            "client_id and client_secret: without them the access token cannot be renewed.",
+        )
 
     def validate(self, settings: Mapping[str, Any]) -> None:
         from partnerloop.integrations.pipedrive import deals  # it imports this module

@@ -39,7 +39,8 @@ a JSON array `[{"message", "errorCode", "fields"}]`:
   one; the call is repeated once with it and the new token is stored (also when
   that repeat fails). The refresh refused (`invalid_grant`, e.g. "expired
   access/refresh token"): dead-lettered "reconnect Salesforce: ...". The
-  token endpoint down (5xx, timeout): retried.
+  token endpoint down (5xx, 429, timeout, a 2xx without a token): retried.
+  The grant itself is partnerloop.integrations.oauth's.
 - 429, 5xx, other statuses, timeouts, connection errors: retried (Retry-After
   honoured when given).
 
@@ -78,17 +79,19 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 
-from partnerloop.core.clock import parse_datetime
+from partnerloop.core.clock import parse_datetime, utcnow
 from partnerloop.core.errors import InvalidInput
 from partnerloop.core.http import retry_after_seconds
+from partnerloop.integrations import oauth
 from partnerloop.integrations.crm import ContactsRead, CrmRecord, Verdict
 from partnerloop.sync.worker import Outcome
 
@@ -204,12 +207,7 @@ class SalesforceConnector:
     }
     # Fields whose changes (polled every pull_every_minutes) go back to the shop customer.
     list_settings: Sequence[str] = ("write_back",)
-    credential_fields: Sequence[str] = (
-        "access_token",
-        "refresh_token",
-        "client_id",
-        "client_secret",
-    )
+    credential_fields: Sequence[str] = ("access_token", *oauth.APP_FIELDS)
 
     def key_property_for(self, settings: Mapping[str, Any]) -> str:
         """The External ID field this connector upserts by (settings.external_id_field)."""
@@ -392,28 +390,18 @@ class SalesforceConnector:
             return _no_key(target)
         url = target.upsert_url(value)
         body = {name: v for name, v in contact.items() if name != key and v is not None}
-        token = credentials["access_token"]
-
-        response = _send(client, url, body, token, allow_save=False)
-        if isinstance(response, Outcome):
-            return Verdict(response)
-        new_credentials: dict[str, str] | None = None
-        if response.status_code == 401:
-            try:
-                new_credentials = _refresh(client, target, credentials)
-            except _Refused as refused:
-                return Verdict(refused.outcome)
-            token = new_credentials["access_token"]
-            response = _send(client, url, body, token, allow_save=False)
-            if isinstance(response, Outcome):
-                return Verdict(response, credentials=new_credentials)
+        session = _Session(client, target, credentials)
+        response = session.patch(url, body, allow_save=False)
+        if isinstance(response, Verdict):
+            return session.with_credentials(response)
         duplicates = _duplicates(response)
         if duplicates is not None and target.allow_duplicates and duplicates.allow_save:
-            response = _send(client, url, body, token, allow_save=True)
-            if isinstance(response, Outcome):
-                return Verdict(response, credentials=new_credentials)
-        verdict = _judge(response, target=target, value=value, now=now)
-        return replace(verdict, credentials=new_credentials)
+            token = session.credentials["access_token"]
+            again = _send(client, url, body, token, allow_save=True)
+            if isinstance(again, Outcome):
+                return session.with_credentials(Verdict(again))
+            response = again
+        return session.with_credentials(_judge(response, target=target, value=value, now=now))
 
     def read_contacts(
         self,
@@ -541,17 +529,21 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-class _Session:
-    """The credentials of a batch call or a query, refreshed once on a 401."""
+class _Session(oauth.Tokens):
+    """The credentials of a batch call or a query, refreshed once on a 401 (a
+    Salesforce token answer gives no lifetime to renew it ahead by)."""
 
     def __init__(self, client: httpx.Client, target: _Target, credentials: Mapping[str, str]):
+        super().__init__(credentials, utcnow(), ahead=False)
         self.client = client
         self.target = target
-        self.credentials = dict(credentials)
-        self.refreshed = False
 
-    def with_credentials(self, verdict: Verdict) -> Verdict:
-        return replace(verdict, credentials=dict(self.credentials)) if self.refreshed else verdict
+    @property
+    def refreshed(self) -> bool:
+        return self.renewed
+
+    def renewal(self) -> dict[str, str]:
+        return _refresh(self.client, self.target, self.credentials, self.now)
 
     def patch(
         self, url: str, body: Mapping[str, Any], *, allow_save: bool
@@ -562,20 +554,12 @@ class _Session:
         return self._call(lambda token: _get(self.client, url, params, token))
 
     def _call(self, send: Callable[[str], httpx.Response | Outcome]) -> httpx.Response | Verdict:
-        response = send(self.credentials["access_token"])
-        if isinstance(response, Outcome):
-            return Verdict(response)
-        if response.status_code == 401 and not self.refreshed:
+        try:
             # INVALID_SESSION_ID: the token expired; renew it once, repeat once.
-            try:
-                self.credentials = _refresh(self.client, self.target, self.credentials)
-            except _Refused as refused:
-                return Verdict(refused.outcome)
-            self.refreshed = True
-            response = send(self.credentials["access_token"])
-            if isinstance(response, Outcome):
-                return Verdict(response)
-        return response
+            response = self.authorized(lambda: send(self.credentials["access_token"]))
+        except _Refused as refused:
+            return Verdict(refused.outcome)
+        return Verdict(response) if isinstance(response, Outcome) else response
 
 
 class _Batch:
@@ -627,12 +611,10 @@ class _Batch:
 
 
 def _refresh(
-    client: httpx.Client, target: _Target, credentials: Mapping[str, str]
+    client: httpx.Client, target: _Target, credentials: Mapping[str, str], now: datetime
 ) -> dict[str, str]:
     """A new access token from the refresh token; raises _Refused with the outcome."""
-    refresh_token = credentials.get("refresh_token")
-    client_id = credentials.get("client_id")
-    if not refresh_token or not client_id:
+    if not credentials.get("refresh_token") or not credentials.get("client_id"):
         raise _Refused(
             Outcome(
                 ok=False,
@@ -642,59 +624,32 @@ def _refresh(
                 permanent=True,
             )
         )
-    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id}
+    form = {"client_id": credentials["client_id"]}
     if credentials.get("client_secret"):
         form["client_secret"] = credentials["client_secret"]
-    try:
-        response = client.post(
-            target.instance_url + OAUTH_PATH, data=form, headers={"Accept": "application/json"}
-        )
-    except httpx.TimeoutException:
-        raise _Refused(
-            Outcome(ok=False, error="Salesforce's token endpoint did not answer in time")
-        ) from None
-    except httpx.HTTPError as error:
-        raise _Refused(
-            Outcome(
-                ok=False,
-                error=f"could not reach Salesforce's token endpoint: {type(error).__name__}",
-            )
-        ) from None
-    status = response.status_code
-    # Never keep the token endpoint's answer in the attempt log: it holds tokens.
-    data = _json(response)
-    data = data if isinstance(data, dict) else {}
-    token = data.get("access_token")
-    if status == 200 and isinstance(token, str) and token:
-        updated = {**credentials, "access_token": token}
-        rotated = data.get("refresh_token")
-        if isinstance(rotated, str) and rotated:  # refresh token rotation
-            updated["refresh_token"] = rotated
-        new_instance = data.get("instance_url")
-        if isinstance(new_instance, str) and new_instance.rstrip("/") != target.instance_url:
-            # The configured instance_url stays authoritative (the merchant's My
-            # Domain); the token endpoint's differs only after an org migration.
-            log.info("salesforce token refresh names instance %s", new_instance)
-        return updated
-    if status >= 500 or status == 429:
-        raise _Refused(
-            Outcome(
-                ok=False,
-                error=f"Salesforce's token endpoint answered {status}",
-                retry_after=retry_after_seconds(response),
-                status_code=status,
-            )
-        )
-    code = str(data.get("error") or f"HTTP {status}")
-    description = str(data.get("error_description") or code)
-    raise _Refused(
-        Outcome(
-            ok=False,
-            error=f"reconnect Salesforce: {description} ({code})",
-            permanent=True,
-            status_code=status,
-        )
+    answer = oauth.refresh(
+        client,
+        target.instance_url + OAUTH_PATH,
+        form=form,
+        credentials=credentials,
+        now=now,
+        vendor="Salesforce",
+        message_of=oauth.error_reason,
+        extra=partial(_note_instance, target),
     )
+    if isinstance(answer, Outcome):
+        raise _Refused(answer)
+    return answer
+
+
+def _note_instance(target: _Target, answer: Mapping[str, Any]) -> dict[str, str]:
+    """Nothing to keep: the configured instance_url stays authoritative (the
+    merchant's My Domain); the token endpoint's differs only after an org
+    migration, which is logged."""
+    named = answer.get("instance_url")
+    if isinstance(named, str) and named.rstrip("/") != target.instance_url:
+        log.info("salesforce token refresh names instance %s", named)
+    return {}
 
 
 @dataclass(frozen=True)
