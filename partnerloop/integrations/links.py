@@ -9,12 +9,11 @@ and releases it. A worker that dies holding it frees it when the lease runs out.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import CursorResult, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from partnerloop.core.clock import parse_datetime, utcnow
@@ -46,18 +45,41 @@ def lease(
     sessions: sessionmaker[Session], connector_id: str, customer_id: str, token: str, now: datetime
 ) -> bool:
     """Lease the customer for one delivery; False while another delivery holds it."""
+    return customer_id in lease_many(sessions, connector_id, [customer_id], token, now)
+
+
+def lease_many(
+    sessions: sessionmaker[Session],
+    connector_id: str,
+    customer_ids: Sequence[str],
+    token: str,
+    now: datetime,
+) -> set[str]:
+    """Lease these customers for one delivery (a batch), in one transaction; returns
+    the ones leased (the others are held by another delivery)."""
+    if not customer_ids:
+        return set()
     with transaction(sessions) as session:
-        _ensure(session, connector_id, customer_id, now)
-        taken: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        for customer_id in customer_ids:
+            _ensure(session, connector_id, customer_id, now)
+        session.execute(
             update(CrmLink)
             .where(
                 CrmLink.connector_id == connector_id,
-                CrmLink.customer_id == customer_id,
+                CrmLink.customer_id.in_(list(customer_ids)),
                 or_(CrmLink.locked_until.is_(None), CrmLink.locked_until < now),
             )
             .values(locked_by=token, locked_until=now + timedelta(seconds=LEASE_SECONDS))
         )
-        return taken.rowcount == 1
+        return set(
+            session.scalars(
+                select(CrmLink.customer_id).where(
+                    CrmLink.connector_id == connector_id,
+                    CrmLink.customer_id.in_(list(customer_ids)),
+                    CrmLink.locked_by == token,
+                )
+            )
+        )
 
 
 def release(
@@ -67,18 +89,31 @@ def release(
     token: str,
     remote_id: str | None,
 ) -> None:
-    values: dict[str, Any] = {"locked_by": None, "locked_until": None}
-    if remote_id is not None:
-        values.update(remote_id=remote_id, last_sent_at=utcnow())
+    release_many(sessions, connector_id, token, {customer_id: remote_id} if remote_id else {})
+
+
+def release_many(
+    sessions: sessionmaker[Session],
+    connector_id: str,
+    token: str,
+    remote_ids: Mapping[str, str],
+) -> None:
+    """Free every lease this delivery holds, keeping the remote ids it learnt."""
     with transaction(sessions) as session:
+        for customer_id, remote_id in remote_ids.items():
+            session.execute(
+                update(CrmLink)
+                .where(
+                    CrmLink.connector_id == connector_id,
+                    CrmLink.customer_id == customer_id,
+                    CrmLink.locked_by == token,
+                )
+                .values(remote_id=remote_id, last_sent_at=utcnow())
+            )
         session.execute(
             update(CrmLink)
-            .where(
-                CrmLink.connector_id == connector_id,
-                CrmLink.customer_id == customer_id,
-                CrmLink.locked_by == token,
-            )
-            .values(**values)
+            .where(CrmLink.connector_id == connector_id, CrmLink.locked_by == token)
+            .values(locked_by=None, locked_until=None)
         )
 
 

@@ -175,7 +175,8 @@ def make_crm_deliverer(
         # One delivery per contact at a time, and the contacts' state is read only
         # once their leases are held: two updates of one contact never overtake each other.
         token = random_secrets.token_hex(8)
-        held = [c for c in first_message if links.lease(sessions, connector_id, c, token, now)]
+        leased = links.lease_many(sessions, connector_id, list(first_message), token, now)
+        held = [c for c in first_message if c in leased]
         results: dict[str, Outcome] = {}
         remote_ids: dict[str, str] = {}
         try:
@@ -202,10 +203,7 @@ def make_crm_deliverer(
             # The orders as deals, while the contacts' leases are still held.
             return _sync_deals(connector_id, batch, outcomes, remote_ids, now)
         finally:
-            for customer_id in held:
-                links.release(
-                    sessions, connector_id, customer_id, token, remote_ids.get(customer_id)
-                )
+            links.release_many(sessions, connector_id, token, remote_ids)
 
     def _sync_deals(
         connector_id: str,
