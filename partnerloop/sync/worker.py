@@ -320,52 +320,60 @@ class Worker:
             outcomes = [Outcome(ok=False, error=_describe(error))] * len(batch)
         self._faults.checkpoint("delivery.after_send")
         duration_ms = int((time.monotonic() - clock) * 1000)
-        for (message, _), outcome in zip(batch, outcomes, strict=True):
-            attempt = service.AttemptFacts(
-                started_at=started,
-                duration_ms=duration_ms,
-                status_code=outcome.status_code,
-                error=outcome.error,
-                response=outcome.response,
-            )
-            self._record_outcome(message.id, outcome, attempt)
+        # Every outcome of the batch in one transaction (one commit, not one per
+        # message); a message whose lease was taken over meanwhile is skipped alone.
+        with transaction(self._sessions) as session:
+            for (message, _), outcome in zip(batch, outcomes, strict=True):
+                attempt = service.AttemptFacts(
+                    started_at=started,
+                    duration_ms=duration_ms,
+                    status_code=outcome.status_code,
+                    error=outcome.error,
+                    response=outcome.response,
+                )
+                try:
+                    with session.begin_nested():
+                        self._apply_outcome(session, message.id, outcome, attempt)
+                except service.LostLease:
+                    log.warning("outbox %s: lease lost before the outcome was recorded", message.id)
 
     def _record_outcome(self, job_id: str, outcome: Outcome, attempt: service.AttemptFacts) -> None:
         try:
             with transaction(self._sessions) as session:
-                now = self._clock()
-                if outcome.ok:
-                    service.mark_done(
-                        session, OutboxMessage, job_id, worker_id=self.worker_id, now=now
-                    )
-                    service.record_attempt(
-                        session, self._cipher, job_id, attempt, outcome="delivered"
-                    )
-                    return
-                if outcome.deferred:
-                    wait = service.retry_delay(outcome.retry_after or 1.0, default=1.0)
-                    service.defer(
-                        session,
-                        job_id,
-                        worker_id=self.worker_id,
-                        until=now + timedelta(seconds=wait),
-                        reason=outcome.error or "deferred",
-                    )
-                    return
-                state = service.mark_failed(
-                    session,
-                    OutboxMessage,
-                    job_id,
-                    worker_id=self.worker_id,
-                    error=outcome.error or "delivery failed",
-                    max_attempts=1 if outcome.permanent else self._max_attempts,
-                    now=now,
-                    retry_after=outcome.retry_after,
-                )
-                service.record_attempt(session, self._cipher, job_id, attempt, outcome=state)
-                log.warning("outbox %s not delivered (%s): %s", job_id, state, outcome.error)
+                self._apply_outcome(session, job_id, outcome, attempt)
         except service.LostLease:
             log.warning("outbox %s: lease lost before the outcome was recorded", job_id)
+
+    def _apply_outcome(
+        self, session: Session, job_id: str, outcome: Outcome, attempt: service.AttemptFacts
+    ) -> None:
+        now = self._clock()
+        if outcome.ok:
+            service.mark_done(session, OutboxMessage, job_id, worker_id=self.worker_id, now=now)
+            service.record_attempt(session, self._cipher, job_id, attempt, outcome="delivered")
+            return
+        if outcome.deferred:
+            wait = service.retry_delay(outcome.retry_after or 1.0, default=1.0)
+            service.defer(
+                session,
+                job_id,
+                worker_id=self.worker_id,
+                until=now + timedelta(seconds=wait),
+                reason=outcome.error or "deferred",
+            )
+            return
+        state = service.mark_failed(
+            session,
+            OutboxMessage,
+            job_id,
+            worker_id=self.worker_id,
+            error=outcome.error or "delivery failed",
+            max_attempts=1 if outcome.permanent else self._max_attempts,
+            now=now,
+            retry_after=outcome.retry_after,
+        )
+        service.record_attempt(session, self._cipher, job_id, attempt, outcome=state)
+        log.warning("outbox %s not delivered (%s): %s", job_id, state, outcome.error)
 
     def _run_in_transaction(
         self,

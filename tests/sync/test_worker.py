@@ -4,13 +4,13 @@ and jitter, 429 + Retry-After, dead letters, replay, leases, fan-out."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from partnerloop.core.clock import utcnow
@@ -20,7 +20,7 @@ from partnerloop.runtime import Runtime
 from partnerloop.sync import service as sync
 from partnerloop.sync.fanout import Destination, make_fanout
 from partnerloop.sync.models import InboundEvent, OutboxMessage
-from partnerloop.sync.worker import Outcome, Registry, Worker
+from partnerloop.sync.worker import Batched, Outcome, Registry, Worker
 from tests.conftest import Backend
 from tests.support.http import Reply, ScriptedServer
 
@@ -400,3 +400,33 @@ def test_a_worker_that_lost_its_lease_cannot_commit(runtime: Runtime, backend: B
             )
         )
     assert kept == ["stale-2"]
+
+
+def test_a_batch_records_each_outcome_and_skips_only_a_message_whose_lease_was_lost(
+    runtime: Runtime,
+) -> None:
+    clock = Clock()
+    ids = [_enqueue(runtime, "batch-destination", clock, key=f"b{n}") for n in range(3)]
+
+    def deliver_all(batch: Sequence[tuple[OutboxMessage, dict[str, Any]]]) -> list[Outcome]:
+        # Meanwhile another worker took over the second message (its lease ran out).
+        with transaction(runtime.sessions) as db:
+            db.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == ids[1])
+                .values(locked_by="another-worker")
+            )
+        return [Outcome(ok=True), Outcome(ok=True), Outcome(ok=False, error="HTTP 503")]
+
+    worker = _worker(runtime, Registry(batched={KIND: Batched(deliver_all, size=10)}), clock)
+    assert worker.run_once() == 3
+
+    first, second, third = (_message(runtime, i) for i in ids)
+    assert (first.state, first.attempts) == ("delivered", 1)
+    # Not ours any more: left to the worker that holds it, untouched by this one.
+    assert (second.state, second.locked_by, second.last_error) == (
+        "pending",
+        "another-worker",
+        None,
+    )
+    assert (third.state, third.attempts, third.last_error) == ("retry", 1, "HTTP 503")
