@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 
 from partnerloop.core.clock import utcnow
 from partnerloop.integrations import crm_to_shop
@@ -452,3 +453,29 @@ def test_a_pipedrive_segment_reaches_shopify_through_an_authenticated_webhook(
         CUSTOMER_PATH,
         {"customer": {"id": 115310627314723950, "tags": f"crm:{SEGMENT_KEY}:gold"}},
     )
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"write_back": [SF_FIELD]}, "settings.pull_every_minutes"),
+        ({"write_back": ["Segment; DROP"], "pull_every_minutes": 5}, "settings.write_back"),
+    ],
+)
+def test_a_salesforce_write_back_that_could_never_work_is_refused(
+    server: Server, settings: dict[str, Any], field: str
+) -> None:
+    with server.client() as api:
+        program = create_program_api(api)
+        response = api.post(
+            "/api/v1/connectors",
+            json={
+                "program_id": program["id"],
+                "kind": "salesforce",
+                "settings": {"instance_url": "https://acme.my.salesforce.com", **settings},
+                "credentials": {"access_token": "00D-test"},
+            },
+        )
+
+    assert response.status_code == 422
+    assert response.json()["field"] == field

@@ -12,6 +12,7 @@ from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
 from partnerloop.integrations.models import Connector
 from partnerloop.programs import service as programs
+from partnerloop.programs.models import Program
 from partnerloop.runtime import Runtime
 from tests.conftest import REPO_ROOT, Backend, Server, drain
 from tests.factories.connectors import fixture_json
@@ -52,15 +53,12 @@ def _orders_page(ids: list[int], next_url: str | None) -> Reply:
     return Reply(200, headers, json.dumps({"orders": orders}).encode())
 
 
-def test_connect_a_shop_and_backfill_it_from_the_command_line(
-    backend: Backend, runtime: Runtime
-) -> None:
-    env = backend_env(backend)
+def _program(runtime: Runtime, name: str, currency: str) -> Program:
     with transaction(runtime.sessions) as db:
-        program = programs.create(
+        return programs.create(
             db,
-            name="CLI shop",
-            currency="USD",
+            name=name,
+            currency=currency,
             cookie_days=30,
             allowed_domains=["shop.example.com"],
             commission_type="percentage",
@@ -68,6 +66,13 @@ def test_connect_a_shop_and_backfill_it_from_the_command_line(
             hold_days=30,
             now=utcnow(),
         ).program
+
+
+def test_connect_a_shop_and_backfill_it_from_the_command_line(
+    backend: Backend, runtime: Runtime
+) -> None:
+    env = backend_env(backend)
+    program = _program(runtime, "CLI shop", "USD")
     shop = ScriptedServer([])
     with shop.running():
         created = _cli(
@@ -121,18 +126,7 @@ def test_a_crm_is_connected_from_the_cli_with_its_webhook_url_and_no_secret_echo
     backend: Backend, runtime: Runtime
 ) -> None:
     env = backend_env(backend)
-    with transaction(runtime.sessions) as db:
-        program = programs.create(
-            db,
-            name="CLI CRM",
-            currency="EUR",
-            cookie_days=30,
-            allowed_domains=["shop.example.com"],
-            commission_type="percentage",
-            commission_value="10",
-            hold_days=30,
-            now=utcnow(),
-        ).program
+    program = _program(runtime, "CLI CRM", "EUR")
     created = _cli(
         "connectors", "create",
         "--program", program.id,

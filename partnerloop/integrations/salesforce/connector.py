@@ -252,6 +252,15 @@ class SalesforceConnector:
         allow = str(settings.get("allow_duplicates") or "false").lower()
         if allow not in ("true", "false"):
             raise _invalid('allow_duplicates must be "true" or "false".', "allow_duplicates")
+        for name in settings.get("write_back") or ():
+            if len(name) > 80 or not _API_NAME.match(name):
+                raise _invalid(f"write_back {name!r} is not a field API name.", "write_back")
+        if settings.get("write_back") and not settings.get("pull_every_minutes"):
+            # Salesforce sends no webhooks: without a poll the fields would never come back.
+            raise _invalid(
+                "write_back needs pull_every_minutes: Salesforce is polled for changes.",
+                "pull_every_minutes",
+            )
 
     def as_stored(self, value: Any) -> Any:
         """Our value as Salesforce gives it back, so conflicts compare like with like.
