@@ -285,7 +285,8 @@ def poll_due(
                 connector=connector,
                 changes=read.changes,
                 shops=shops,
-                event_id=f"poll:{since.isoformat()}",
+                # One poll is one event (its changes and queueing commit together).
+                event_id=f"poll:{connector_id}:{now.isoformat()}",
                 now=now,
             )
             if read.high_water is not None:
