@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -46,9 +47,14 @@ inbound_app = typer.Typer(
     help="Received events (shop webhooks, postbacks): list quarantined ones and replay.",
     no_args_is_help=True,
 )
+users_app = typer.Typer(
+    help="Staff accounts for the admin pages (roles owner, manager, finance, analyst).",
+    no_args_is_help=True,
+)
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(inbound_app, name="inbound")
+app.add_typer(users_app, name="users")
 
 out = Console()
 err = Console(stderr=True)
@@ -210,6 +216,53 @@ def api_key_create(
         f"created {created.key.id} (scope {scope}, {'program ' + program if program else 'all programs'})"
     )
     sys.stdout.write(created.secret + "\n")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Option(help="The staff member's e-mail (their login).")],
+    role: Annotated[
+        str,
+        typer.Option(
+            help="owner (everything), manager (affiliates, commissions, connectors), finance "
+            "(commissions, payouts; reads the rest), analyst (reads only)."
+        ),
+    ],
+    program: Annotated[
+        str | None, typer.Option(help="Only this program (default: every program).")
+    ] = None,
+) -> None:
+    """Create a staff account. The password is read from stdin (at least 12
+    characters; never an argument, so it stays out of shell history); the new
+    account's id is printed."""
+    from partnerloop.access import staff
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            err.print("[red]The passwords differ.[/red]")
+            raise typer.Exit(1)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    runtime = _runtime()
+    try:
+        with transaction(runtime.sessions) as session:
+            if program is not None:
+                from partnerloop.programs import service as programs
+
+                programs.get_or_raise(session, program)
+            user = staff.create(
+                session,
+                runtime.cipher,
+                staff.NewStaff(email=email, role=role, password=password, program_id=program),
+                now=utcnow(),
+            )
+            user_id = user.id
+    except DomainError as error:
+        err.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    err.print(f"created {user_id} ({role}, {'program ' + program if program else 'every program'})")
+    sys.stdout.write(user_id + "\n")
 
 
 @affiliates_app.command("list")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from partnerloop.core.db import Base, UTCDateTime
@@ -19,3 +19,20 @@ class ApiKey(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class StaffUser(Base):
+    """A merchant's staff member who logs in to the admin pages: an e-mail
+    (encrypted, found by blind index), an argon2 password hash, a role, and the
+    program they may act on (NULL: every program)."""
+
+    __tablename__ = "staff_users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    email_enc: Mapped[str] = mapped_column(Text)
+    email_index: Mapped[str] = mapped_column(String(40), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))  # owner | manager | finance | analyst
+    program_id: Mapped[str | None] = mapped_column(ForeignKey("programs.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -35,6 +35,7 @@ PREFIXES = {
     "delivery_attempt": "att",
     "sync_decision": "syd",
     "crm_link": "crl",
+    "staff_user": "usr",
 }
 
 

@@ -402,6 +402,8 @@ HELP_COMMANDS = [
     ["connectors", "create"],
     ["connectors", "list"],
     ["connectors", "backfill"],
+    ["users"],
+    ["users", "create"],
     ["deliveries"],
     ["deliveries", "list"],
     ["deliveries", "replay"],

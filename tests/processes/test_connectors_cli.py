@@ -8,6 +8,8 @@ import subprocess
 import pytest
 from sqlalchemy import text
 
+from partnerloop.access import staff
+from partnerloop.access.models import StaffUser
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
 from partnerloop.integrations.models import Connector
@@ -247,3 +249,42 @@ def test_quarantined_events_and_dead_deliveries_are_listed_and_replayed_from_the
     with transaction(runtime.sessions) as db:
         db.get_one(OutboxMessage, dead.id).state = "dead"
     drain(runtime)
+
+
+def test_a_staff_account_is_created_from_the_cli_with_the_password_on_stdin(
+    backend: Backend, runtime: Runtime
+) -> None:
+    env = backend_env(backend)
+    program = _program(runtime, "CLI staff", "EUR")
+    email = f"owner-{program.id.lower()}@shop.example"
+    password = "a long enough passphrase"
+    created = _cli(
+        "users", "create", "--email", email, "--role", "owner", "--program", program.id,
+        env=env, stdin=password + "\n",
+    )  # fmt: skip
+    again = _cli(
+        "users", "create", "--email", email.upper(), "--role", "analyst",
+        env=env, stdin=password + "\n",
+    )  # fmt: skip
+    bad_role = _cli(
+        "users", "create", "--email", "x@shop.example", "--role", "admin",
+        env=env, stdin=password + "\n",
+    )  # fmt: skip
+    short = _cli(
+        "users", "create", "--email", "y@shop.example", "--role", "analyst",
+        env=env, stdin="short\n",
+    )  # fmt: skip
+
+    assert created.returncode == 0, created.stderr
+    user_id = created.stdout.strip()
+    assert password not in created.stdout + created.stderr
+    with runtime.sessions() as db:
+        user = db.get_one(StaffUser, user_id)
+        opened = staff.authenticate(db, runtime.cipher, email=email, password=password)
+    assert (user.role, user.program_id) == ("owner", program.id)
+    assert opened is not None
+    assert opened.id == user_id
+    assert (again.returncode, bad_role.returncode, short.returncode) == (1, 1, 1)
+    assert "A staff account with this e-mail exists." in again.stderr
+    assert "Unknown role 'admin'" in bad_role.stderr
+    assert "at least 12 characters" in short.stderr

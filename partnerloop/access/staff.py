@@ -1,0 +1,118 @@
+"""Staff accounts: created with a role (partnerloop.access.roles), their
+password kept as an argon2id hash, their e-mail encrypted and found by a
+keyed blind index.
+
+Checking a password costs the same whether the account exists or not (an
+unknown e-mail is checked against a dummy hash), so a login form cannot be
+used to find out who has an account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from partnerloop.access.models import StaffUser
+from partnerloop.access.roles import Role
+from partnerloop.core.crypto import FieldCipher, looks_like_email, normalise_email
+from partnerloop.core.errors import Conflict, InvalidInput
+from partnerloop.core.ids import new_id
+
+EMAIL_FIELD = "staff_users.email"
+MIN_PASSWORD = 12  # NIST SP 800-63B asks for 8 at least; staff accounts guard money
+MAX_PASSWORD = 1024  # argon2 takes any length; this bounds the work a request can ask for
+
+# argon2-cffi's defaults (argon2id, RFC 9106's low-memory choice: t=3, m=64 MiB, p=4).
+HASHER = PasswordHasher()
+_DUMMY_HASH = HASHER.hash("not a password of anyone")
+
+
+@dataclass(frozen=True)
+class NewStaff:
+    email: str
+    role: str
+    password: str
+    program_id: str | None = None
+
+
+def check_password(password: str, *, email: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(
+            f"The password must be at least {MIN_PASSWORD} characters.",
+            code="weak_password",
+            field="password",
+        )
+    if len(password) > MAX_PASSWORD:
+        raise InvalidInput(
+            f"The password must be at most {MAX_PASSWORD} characters.",
+            code="invalid_password",
+            field="password",
+        )
+    if normalise_email(password) == normalise_email(email):
+        raise InvalidInput(
+            "The password must not be the e-mail address.", code="weak_password", field="password"
+        )
+
+
+def check_role(role: str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise InvalidInput(
+            f"Unknown role {role!r}; one of: {', '.join(r.value for r in Role)}.",
+            code="invalid_role",
+            field="role",
+        ) from None
+
+
+def create(session: Session, cipher: FieldCipher, new: NewStaff, *, now: datetime) -> StaffUser:
+    """A new staff account. The caller has checked that `program_id` names a
+    program (access sits beside programs and does not import it)."""
+    email = normalise_email(new.email)
+    if not looks_like_email(email):
+        raise InvalidInput("That is not an e-mail address.", code="invalid_email", field="email")
+    role = check_role(new.role)
+    check_password(new.password, email=email)
+    index = cipher.blind_index(email, field=EMAIL_FIELD)
+    if session.scalar(select(StaffUser.id).where(StaffUser.email_index == index)) is not None:
+        raise Conflict("A staff account with this e-mail exists.", code="staff_exists")
+    user = StaffUser(
+        id=new_id("staff_user"),
+        email_enc=cipher.encrypt(email, field=EMAIL_FIELD),
+        email_index=index,
+        password_hash=HASHER.hash(new.password),
+        role=role.value,
+        program_id=new.program_id,
+        created_at=now,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(
+    session: Session, cipher: FieldCipher, *, email: str, password: str
+) -> StaffUser | None:
+    """The active account these credentials open, else None (the same work either way).
+    A hash made with weaker parameters than today's is upgraded on the way."""
+    index = cipher.blind_index(normalise_email(email), field=EMAIL_FIELD)
+    user = session.scalar(select(StaffUser).where(StaffUser.email_index == index))
+    stored = user.password_hash if user is not None else _DUMMY_HASH
+    try:
+        HASHER.verify(stored, password[:MAX_PASSWORD])
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return None
+    if user is None or user.disabled_at is not None:
+        return None
+    if HASHER.check_needs_rehash(user.password_hash):
+        user.password_hash = HASHER.hash(password)
+    return user
+
+
+def email_of(cipher: FieldCipher, user: StaffUser) -> str:
+    return cipher.decrypt(user.email_enc, field=EMAIL_FIELD)
