@@ -17,6 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from partnerloop.access import totp
 from partnerloop.access.models import StaffUser
 from partnerloop.access.roles import Role
 from partnerloop.core.crypto import FieldCipher, looks_like_email, normalise_email
@@ -116,3 +117,52 @@ def authenticate(
 
 def email_of(cipher: FieldCipher, user: StaffUser) -> str:
     return cipher.decrypt(user.email_enc, field=EMAIL_FIELD)
+
+
+# --- two-factor authentication (TOTP) ----------------------------------------------------
+
+TOTP_FIELD = "staff_users.totp_secret"
+
+
+def begin_totp(cipher: FieldCipher, user: StaffUser, *, issuer: str) -> str:
+    """A new TOTP secret for a user without two-factor, kept but not yet required:
+    returns the otpauth:// URI to show (as a QR code). Two-factor is on once
+    `confirm_totp` saw a code made from it. A user who has it on cannot start
+    over here: the new secret would switch the old one off unconfirmed."""
+    if has_totp(user):
+        raise Conflict(
+            "Two-factor authentication is on for this account already.", code="totp_enabled"
+        )
+    secret = totp.new_secret()
+    user.totp_secret_enc = cipher.encrypt(secret, field=TOTP_FIELD)
+    user.totp_enabled_at = None
+    user.totp_last_step = None
+    return totp.provisioning_uri(secret, account=email_of(cipher, user), issuer=issuer)
+
+
+def confirm_totp(cipher: FieldCipher, user: StaffUser, code: str, *, now: datetime) -> bool:
+    if user.totp_secret_enc is None:
+        return False
+    if not _accept_code(cipher, user, code, now=now):
+        return False
+    user.totp_enabled_at = now
+    return True
+
+
+def has_totp(user: StaffUser) -> bool:
+    return user.totp_enabled_at is not None
+
+
+def check_totp(cipher: FieldCipher, user: StaffUser, code: str, *, now: datetime) -> bool:
+    """The second step of a login: a fresh code from the user's authenticator."""
+    return has_totp(user) and _accept_code(cipher, user, code, now=now)
+
+
+def _accept_code(cipher: FieldCipher, user: StaffUser, code: str, *, now: datetime) -> bool:
+    assert user.totp_secret_enc is not None
+    secret = cipher.decrypt(user.totp_secret_enc, field=TOTP_FIELD)
+    step = totp.verify(secret, code, now=now, last_step=user.totp_last_step)
+    if step is None:
+        return False
+    user.totp_last_step = step
+    return True

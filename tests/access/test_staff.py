@@ -3,14 +3,15 @@ role matrix the pages and the API enforce."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from partnerloop.access import staff
+from partnerloop.access import staff, totp
 from partnerloop.access.models import StaffUser
 from partnerloop.access.roles import PERMISSIONS, Permission, Role, allows
 from partnerloop.core.errors import Conflict, InvalidInput
@@ -113,3 +114,33 @@ def test_the_role_matrix() -> None:
     assert can(Role.FINANCE) == {"read", "review_commissions", "manage_payouts"}
     assert can(Role.ANALYST) == {"read"}
     assert set(PERMISSIONS) == set(Role)
+
+
+def test_two_factor_is_on_only_once_a_code_confirmed_it(session: Session, runtime: Runtime) -> None:
+    user = make(session, runtime, "totp@shop.example")
+    uri = staff.begin_totp(runtime.cipher, user, issuer="partnerloop")
+    secret = parse_qs(urlsplit(uri).query)["secret"][0]
+    now = datetime(2026, 11, 24, 12, 0, 10, tzinfo=UTC)
+
+    assert uri.startswith("otpauth://totp/partnerloop:totp@shop.example?")
+    assert secret not in (user.totp_secret_enc or "")  # stored encrypted
+    assert not staff.has_totp(user)
+    wrong = f"{(int(totp.code_at(secret, now)) + 1) % 10**6:06d}"
+    assert not staff.confirm_totp(runtime.cipher, user, wrong, now=now)
+    assert not staff.has_totp(user)
+    assert staff.confirm_totp(runtime.cipher, user, totp.code_at(secret, now), now=now)
+    assert staff.has_totp(user)
+    # The next login needs a fresh code: the one used to confirm is spent.
+    assert not staff.check_totp(runtime.cipher, user, totp.code_at(secret, now), now=now)
+    later = now + timedelta(seconds=30)
+    assert staff.check_totp(runtime.cipher, user, totp.code_at(secret, later), now=later)
+    with pytest.raises(Conflict) as again:
+        staff.begin_totp(runtime.cipher, user, issuer="partnerloop")
+    assert again.value.code == "totp_enabled"
+
+
+def test_without_two_factor_no_code_is_accepted(session: Session, runtime: Runtime) -> None:
+    user = make(session, runtime, "nototp@shop.example")
+    now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    assert not staff.check_totp(runtime.cipher, user, "123456", now=now)
+    assert not staff.confirm_totp(runtime.cipher, user, "123456", now=now)
