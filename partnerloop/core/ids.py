@@ -36,6 +36,7 @@ PREFIXES = {
     "sync_decision": "syd",
     "crm_link": "crl",
     "staff_user": "usr",
+    "login_failure": "lgf",
 }
 
 
