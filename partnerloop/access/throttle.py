@@ -1,6 +1,7 @@
-"""Login throttling: after 5 failed logins for one account or from one address
-within 15 minutes, further tries wait until the oldest of those 5 is 15 minutes
-old. Kept in the database, so every web process sees the same count.
+"""Login throttling: after 5 failed logins for one account (or 20 from one
+address: an office behind one NAT is many people) within 15 minutes, further
+tries wait until the oldest of those is 15 minutes old. Kept in the database,
+so every web process sees the same count.
 
 The account is named by its e-mail's blind index (never the e-mail itself), the
 address by a hash of it: this table holds no personal data in clear.
@@ -18,7 +19,8 @@ from partnerloop.access.models import LoginFailure
 from partnerloop.core.crypto import hash_token
 from partnerloop.core.ids import new_id
 
-LIMIT = 5
+LIMIT = 5  # per account
+ADDRESS_LIMIT = 20  # per client address
 WINDOW = timedelta(minutes=15)
 
 
@@ -33,15 +35,16 @@ def wait_seconds(session: Session, keys: Sequence[str], *, now: datetime) -> flo
     """0.0 when a login may be tried now, else how long until it may."""
     longest = 0.0
     for key in keys:
+        limit = ADDRESS_LIMIT if key.startswith("address:") else LIMIT
         recent = list(
             session.scalars(
                 select(LoginFailure.at)
                 .where(LoginFailure.key == key, LoginFailure.at > now - WINDOW)
                 .order_by(LoginFailure.at.desc())
-                .limit(LIMIT)
+                .limit(limit)
             )
         )
-        if len(recent) >= LIMIT:
+        if len(recent) >= limit:
             longest = max(longest, (recent[-1] + WINDOW - now).total_seconds())
     return longest
 

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from partnerloop import __version__
 from partnerloop.runtime import Runtime
 from partnerloop.web import health, hooks, postback, problems
+from partnerloop.web.admin import auth as admin_auth
 from partnerloop.web.api import (
     affiliates,
     commissions,
@@ -113,4 +114,5 @@ def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> Partnerlo
     api.include_router(postback.router)
     api.include_router(hooks.router)
     api.include_router(health.router)
+    api.include_router(admin_auth.router)
     return PartnerloopApp(api, RedirectApp(runtime, writer, LinkCache(runtime)))
