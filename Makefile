@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: setup run test lint typecheck contracts unit bench clean
+.PHONY: setup browser run test lint typecheck contracts unit bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("partnerloop needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -17,6 +17,15 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# Browser tests drive Debian's chromium through Playwright (never `playwright
+# install`, which downloads a browser): install the package when it is missing.
+browser:
+	@command -v chromium >/dev/null || { \
+		echo "installing Debian's chromium for the browser tests"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get install -y -q chromium || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }; \
+	}
 
 run: setup
 	$(BIN)/partnerloop demo
@@ -31,7 +40,7 @@ typecheck: setup
 contracts: setup
 	$(BIN)/lint-imports
 
-unit: setup
+unit: setup browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck contracts unit
