@@ -2,7 +2,7 @@
 
 The cookie holds a random token; the database holds only its SHA-256, so a
 copy of the database opens no session. A session ends after 12 hours without
-use or 7 days in all, or when its user logs out. Each carries a CSRF token that
+use or 7 days in all, or when its user logs out, or the account is disabled. Each carries a CSRF token that
 every form posts back (compared in constant time). A user with two-factor on
 gets a session that opens nothing until a code was given.
 """
@@ -14,7 +14,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from partnerloop.access import staff
@@ -75,15 +74,6 @@ def pass_second_factor(row: StaffSession) -> None:
 
 def end(session: Session, row: StaffSession, *, now: datetime) -> None:
     row.ended_at = now
-
-
-def end_all(session: Session, user_id: str, *, now: datetime) -> None:
-    """Every session of the user (a password change, a disabled account)."""
-    session.execute(
-        update(StaffSession)
-        .where(StaffSession.user_id == user_id, StaffSession.ended_at.is_(None))
-        .values(ended_at=now)
-    )
 
 
 def check_csrf(row: StaffSession, given: str | None) -> None:

@@ -215,11 +215,13 @@ def make_crm_deliverer(
         """With the connector's `deals` setting on, each order whose contact went
         through is upserted as a deal (by its order id), associated to the contact."""
         upsert_deals = getattr(crm, "upsert_deals", None)
+        if upsert_deals is None or not any(outcome.ok for outcome in outcomes):
+            return outcomes
         deals: dict[str, DealFacts] = {}
         order_of: dict[int, str] = {}
         with sessions() as session:
             connector = session.get_one(Connector, connector_id)
-            if upsert_deals is None or connector.settings.get("deals") != "on":
+            if connector.settings.get("deals") != "on":
                 return outcomes
             config = connectors.config_of(session, cipher, connector)
             for index, ((_, payload), outcome) in enumerate(zip(batch, outcomes, strict=True)):

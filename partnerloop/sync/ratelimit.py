@@ -4,13 +4,11 @@ Set from a vendor's published limits (HubSpot private apps: 100 requests per
 10 seconds), it keeps partnerloop under the limit instead of learning it from
 429s. `take` is the arithmetic on a stored state, so the state can live where
 every worker process sees it (a connector's row: partnerloop.integrations.
-outbound); `TokenBucket` keeps it in memory for one process. The vendor's 429
-(with Retry-After) remains the backstop.
+outbound.take_budget). The vendor's 429 (with Retry-After) remains the backstop.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,16 +19,13 @@ class BucketState:
     at: datetime | None  # when tokens was counted
 
 
-def check_limits(rate: float, burst: int) -> None:
-    if rate <= 0 or burst < 1:
-        raise ValueError("a token bucket needs rate > 0 and burst >= 1")
-
-
 def take(
     state: BucketState | None, *, rate: float, burst: int, now: datetime
 ) -> tuple[BucketState, float]:
     """Take a token: the new state, and 0.0 if one was there, else how many seconds
     until one is. No state yet: a full bucket."""
+    if rate <= 0 or burst < 1:
+        raise ValueError("a token bucket needs rate > 0 and burst >= 1")
     tokens = float(burst) if state is None else state.tokens
     if state is not None and state.at is not None:
         elapsed = max((now - state.at).total_seconds(), 0.0)
@@ -38,20 +33,3 @@ def take(
     if tokens >= 1.0:
         return BucketState(tokens - 1.0, now), 0.0
     return BucketState(tokens, now), (1.0 - tokens) / rate
-
-
-class TokenBucket:
-    """The bucket of one process."""
-
-    def __init__(self, *, rate: float, burst: int) -> None:
-        check_limits(rate, burst)
-        self.rate = rate
-        self.burst = burst
-        self._state: BucketState | None = None
-        self._lock = threading.Lock()
-
-    def take(self, now: datetime) -> float:
-        """Take a token: 0.0 if one was there, else how many seconds until one is."""
-        with self._lock:
-            self._state, wait = take(self._state, rate=self.rate, burst=self.burst, now=now)
-            return wait

@@ -63,20 +63,14 @@ def test_a_session_ends_when_idle_too_long_at_its_lifetime_or_at_logout(
     assert sessions.load(session, used.token, now=NOW + timedelta(days=7)) is None
 
 
-def test_a_disabled_account_or_ending_all_sessions_locks_every_browser_out(
-    session: Session, runtime: Runtime
-) -> None:
+def test_a_disabled_account_locks_every_browser_out(session: Session, runtime: Runtime) -> None:
     linus = user(session, runtime, "linus.session@shop.example")
     first = sessions.start(session, linus, now=NOW)
     second = sessions.start(session, linus, now=NOW)
 
-    sessions.end_all(session, linus.id, now=NOW)
-    session.expire_all()
+    linus.disabled_at = NOW
     assert sessions.load(session, first.token, now=NOW) is None
     assert sessions.load(session, second.token, now=NOW) is None
-    third = sessions.start(session, linus, now=NOW)
-    linus.disabled_at = NOW
-    assert sessions.load(session, third.token, now=NOW) is None
 
 
 def test_with_two_factor_on_the_password_alone_opens_nothing(
