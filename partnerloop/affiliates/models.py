@@ -19,6 +19,11 @@ class Affiliate(Base):
     status: Mapped[str] = mapped_column(String(16))  # pending|approved|rejected|suspended
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status_changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Portal login (argon2id); NULL until the affiliate chose a password.
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    language: Mapped[str | None] = mapped_column(String(8))  # the portal's language, if chosen
+    # How to pay them (JSON: method, account holder, IBAN or PayPal e-mail), encrypted.
+    payout_details_enc: Mapped[str | None] = mapped_column(Text)
 
 
 class Enrollment(Base):
@@ -34,4 +39,6 @@ class Enrollment(Base):
     commission_type: Mapped[str | None] = mapped_column(String(16))
     commission_rate: Mapped[str | None] = mapped_column(String(16))
     commission_amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    # Answers to the program's signup_fields (JSON), encrypted: they may be personal.
+    signup_answers_enc: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -37,6 +37,7 @@ PREFIXES = {
     "crm_link": "crl",
     "staff_user": "usr",
     "login_failure": "lgf",
+    "audit": "aud",
 }
 
 

@@ -21,6 +21,7 @@ MODEL_MODULES = (
     "partnerloop.sync.models",
     "partnerloop.privacy.models",
     "partnerloop.integrations.models",
+    "partnerloop.audit.models",
 )
 
 

@@ -10,14 +10,25 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from partnerloop import __version__
 from partnerloop.runtime import Runtime
 from partnerloop.web import health, hooks, postback, problems
+from partnerloop.web.admin import account as admin_account
+from partnerloop.web.admin import affiliates as admin_affiliates
+from partnerloop.web.admin import audit as admin_audit
 from partnerloop.web.admin import auth as admin_auth
+from partnerloop.web.admin import commissions as admin_commissions
+from partnerloop.web.admin import connectors as admin_connectors
+from partnerloop.web.admin import dashboard as admin_dashboard
+from partnerloop.web.admin import deliveries as admin_deliveries
+from partnerloop.web.admin import program as admin_program
+from partnerloop.web.admin import report as admin_report
 from partnerloop.web.api import (
     affiliates,
     commissions,
@@ -32,9 +43,12 @@ from partnerloop.web.api import (
     stats,
 )
 from partnerloop.web.clickwriter import ClickWriter
+from partnerloop.web.portal import pages as portal_pages
 from partnerloop.web.redirect import PREFIX, LinkCache, Receive, RedirectApp, Scope, Send
 
 log = logging.getLogger("partnerloop.web")
+
+STATIC = Path(__file__).parent / "static"
 
 API_ROUTERS = (
     programs,
@@ -48,6 +62,21 @@ API_ROUTERS = (
     stats,
     keys,
     jobs,
+)
+
+# Server-rendered pages: staff (/admin) and affiliates (/portal).
+PAGE_ROUTERS = (
+    admin_auth,
+    admin_dashboard,
+    admin_account,
+    admin_affiliates,
+    admin_commissions,
+    admin_connectors,
+    admin_deliveries,
+    admin_report,
+    admin_audit,
+    admin_program,
+    portal_pages,
 )
 
 DESCRIPTION = """
@@ -114,5 +143,8 @@ def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> Partnerlo
     api.include_router(postback.router)
     api.include_router(hooks.router)
     api.include_router(health.router)
-    api.include_router(admin_auth.router)
+    for module in PAGE_ROUTERS:
+        api.include_router(module.router)
+    # Versioned file names (htmx-2.0.4.min.js): safe to cache for long.
+    api.mount("/static", StaticFiles(directory=STATIC), name="static")
     return PartnerloopApp(api, RedirectApp(runtime, writer, LinkCache(runtime)))

@@ -1,5 +1,7 @@
 """The translation catalogue: every text a page shows is a key looked up here,
-in English or Dutch (partnerloop/web/locales/<language>.json).
+in English or Dutch. Each language is a folder of catalogue files, one per
+area of the product (partnerloop/web/locales/<language>/<area>.json); a key
+may stand in one file only.
 
 The language is the one the browser prefers among those we have
 (Accept-Language, with its q-values), else English. A key missing from a
@@ -21,12 +23,21 @@ DEFAULT = "en"
 
 @cache
 def catalogue(language: str) -> dict[str, str]:
-    data = json.loads((LOCALES / f"{language}.json").read_text(encoding="utf-8"))
-    return {str(key): str(value) for key, value in data.items()}
+    merged: dict[str, str] = {}
+    for path in sorted((LOCALES / language).glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for key, value in data.items():
+            if key in merged:
+                raise ValueError(f"{path}: key {key!r} also stands in another catalogue file")
+            merged[str(key)] = str(value)
+    return merged
 
 
-def choose_language(accept_language: str | None) -> str:
-    """The best of LANGUAGES for an Accept-Language header ("nl-NL,nl;q=0.9,en;q=0.8")."""
+def choose_language(accept_language: str | None, *, preferred: str | None = None) -> str:
+    """The user's own setting when it names one of LANGUAGES, else the best of
+    LANGUAGES for an Accept-Language header ("nl-NL,nl;q=0.9,en;q=0.8")."""
+    if preferred in LANGUAGES:
+        return preferred
     ranked: list[tuple[float, int, str]] = []
     for position, part in enumerate((accept_language or "").split(",")):
         tag, _, params = part.strip().partition(";")

@@ -25,13 +25,26 @@ def environment() -> Environment:
     )
 
 
-def translator(request: Request) -> Translator:
-    return Translator(choose_language(request.headers.get("accept-language")))
+def translator(request: Request, *, preferred: str | None = None) -> Translator:
+    """The user's own language setting when given, else the browser's."""
+    return Translator(choose_language(request.headers.get("accept-language"), preferred=preferred))
 
 
-def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
-    t = translator(request)
-    html = environment().get_template(template).render(t=t, lang=t.language, **context)
+def render(
+    request: Request,
+    template: str,
+    *,
+    status: int = 200,
+    language: str | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """Render a page; `language` is the user's own setting (None: Accept-Language)."""
+    t = translator(request, preferred=language)
+    html = (
+        environment()
+        .get_template(template)
+        .render(t=t, lang=t.language, path=request.url.path, **context)
+    )
     response = HTMLResponse(html, status_code=status)
     # Pages carry per-user data and CSRF tokens: never cached, never framed.
     response.headers["Cache-Control"] = "no-store"

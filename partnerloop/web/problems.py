@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from partnerloop.core.errors import DomainError
@@ -46,9 +46,12 @@ def _field_path(loc: Any) -> str:
     return path
 
 
-def _validation_problem(request: Request, exc: Exception) -> JSONResponse:
+def _validation_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
+    if is_page(request):
+        fields = ", ".join(sorted({_field_path(e.get("loc", ())) for e in errors}))
+        return _page_error(request, 422, f"Invalid input: {fields}.")
     if any(error.get("type") == "json_invalid" for error in errors):
         return problem(
             400,
@@ -81,13 +84,39 @@ def _validation_problem(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-def _domain_problem(request: Request, exc: Exception) -> JSONResponse:
+def is_page(request: Request) -> bool:
+    """Requests for HTML pages (admin and portal) get HTML errors, not problem+json."""
+    path = request.url.path
+    if path.startswith("/portal/api/"):
+        return False
+    return path == "/admin" or path.startswith(("/admin/", "/portal"))
+
+
+def _page_error(request: Request, status: int, detail: str) -> Response:
+    from partnerloop.web.pages import render  # pages import i18n; keep problems light
+
+    return render(request, "error.html", status=status, status_code=status, detail=detail)
+
+
+def _domain_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
+    if is_page(request):
+        return _page_error(request, exc.status, exc.detail)
     return problem(exc.status, code=exc.code, title=exc.title, detail=exc.detail, field=exc.field)
 
 
-def _http_problem(request: Request, exc: Exception) -> JSONResponse:
+def _page_redirect(request: Request, exc: Exception) -> Response:
+    from partnerloop.web.admin.guard import PageRedirect, redirect_response_headers
+
+    assert isinstance(exc, PageRedirect)
+    status, headers = redirect_response_headers(request, exc.location)
+    return Response(status_code=status, headers=headers)
+
+
+def _http_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if is_page(request):
+        return _page_error(request, exc.status_code, str(exc.detail))
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return problem(exc.status_code, code=code, title=str(exc.detail), detail=str(exc.detail))
 
@@ -107,6 +136,9 @@ def _unexpected_problem(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
+    from partnerloop.web.admin.guard import PageRedirect
+
+    app.add_exception_handler(PageRedirect, _page_redirect)
     app.add_exception_handler(RequestValidationError, _validation_problem)
     app.add_exception_handler(DomainError, _domain_problem)
     app.add_exception_handler(StarletteHTTPException, _http_problem)

@@ -1,6 +1,6 @@
 """Staff login at /admin/login: password, then (when on) a TOTP code; logout.
 
-- The session cookie (`pl_session`, HttpOnly, SameSite=Lax, Path=/admin, Secure
+- The session cookie (`pl_session`, HttpOnly, SameSite=Lax, Path=/, Secure
   when PARTNERLOOP_PUBLIC_URL is https) holds a random token; the database keeps
   its hash (partnerloop.access.sessions).
 - CSRF: the login form, before any session, carries a double-submit token (the
@@ -28,14 +28,17 @@ from partnerloop.core.crypto import normalise_email
 from partnerloop.core.db import transaction
 from partnerloop.core.errors import Forbidden
 from partnerloop.runtime import Runtime
+from partnerloop.web.admin.guard import SESSION_COOKIE
 from partnerloop.web.deps import RuntimeDep
 from partnerloop.web.pages import render, translator
 
 router = APIRouter(include_in_schema=False)
 
-SESSION_COOKIE = "pl_session"
 LOGIN_CSRF_COOKIE = "pl_login_csrf"
 COOKIE_PATH = "/admin"
+# The session cookie is sent to the API too: staff may call it with their
+# session (and the X-CSRF-Token header), under the same role matrix.
+SESSION_COOKIE_PATH = "/"
 
 FormText = Annotated[str, Form()]
 
@@ -135,7 +138,7 @@ def login(
         httponly=True,
         samesite="lax",
         secure=_secure(runtime),
-        path=COOKIE_PATH,
+        path=SESSION_COOKIE_PATH,
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path=COOKIE_PATH)
     return response
@@ -199,23 +202,6 @@ def code(
     return render(request, "admin/code.html", status=401, csrf=csrf_token, error=t("code.failed"))
 
 
-@router.get("/admin")
-def home(request: Request, runtime: RuntimeDep) -> Response:
-    found = _pending(request, runtime)
-    if found is None:
-        return _redirect("/admin/login")
-    row, user = found
-    if not sessions.signed_in(row):
-        return _redirect("/admin/login/code")
-    return render(
-        request,
-        "admin/home.html",
-        email=staff.email_of(runtime.cipher, user),
-        role=user.role,
-        csrf=row.csrf_token,
-    )
-
-
 @router.post("/admin/logout")
 def logout(request: Request, runtime: RuntimeDep, csrf: FormText = "") -> Response:
     with transaction(runtime.sessions) as session:
@@ -231,5 +217,5 @@ def logout(request: Request, runtime: RuntimeDep, csrf: FormText = "") -> Respon
             )
         sessions.end(session, row, now=utcnow())
     response = _redirect("/admin/login")
-    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+    response.delete_cookie(SESSION_COOKIE, path=SESSION_COOKIE_PATH)
     return response

@@ -1,0 +1,1 @@
+"""The affiliate portal: /portal, and / on a program's own domain."""
