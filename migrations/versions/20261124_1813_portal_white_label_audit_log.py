@@ -1,5 +1,5 @@
 """The affiliate portal (passwords, payout details, signup answers, portal
-sessions), white label (branding, program domains), staff languages, the
+sessions), commission decline reasons, white label (branding, program domains), staff languages, the
 program's two-factor requirement, and the audit log.
 
 Revision ID: 0013

@@ -276,10 +276,14 @@ def decline(
     commission_id: str,
     program_id: str | None,
     now: datetime,
+    reason: str | None = None,
 ) -> Commission:
-    return _transition(
+    commission = _transition(
         session, cipher, commission_id=commission_id, to="declined", program_id=program_id, now=now
     )
+    if reason is not None and reason.strip():
+        commission.decline_reason = reason.strip()[:1000]
+    return commission
 
 
 def mark_paid(
