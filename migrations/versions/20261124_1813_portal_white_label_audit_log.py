@@ -91,6 +91,9 @@ def upgrade() -> None:
     with op.batch_alter_table("enrollments", schema=None) as batch_op:
         batch_op.add_column(sa.Column("signup_answers_enc", sa.Text(), nullable=True))
 
+    with op.batch_alter_table("commissions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("decline_reason", sa.Text(), nullable=True))
+
     with op.batch_alter_table("programs", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("require_two_factor", sa.Boolean(), server_default="0", nullable=False)
@@ -130,6 +133,9 @@ def downgrade() -> None:
         batch_op.drop_column("signup_fields")
         batch_op.drop_column("signup_approval")
         batch_op.drop_column("require_two_factor")
+
+    with op.batch_alter_table("commissions", schema=None) as batch_op:
+        batch_op.drop_column("decline_reason")
 
     with op.batch_alter_table("enrollments", schema=None) as batch_op:
         batch_op.drop_column("signup_answers_enc")
