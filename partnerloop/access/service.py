@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from partnerloop.access.models import ApiKey
+from partnerloop.access.roles import Permission, Role, allows
 from partnerloop.core.crypto import constant_time_equal, hash_token, new_token
 from partnerloop.core.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from partnerloop.core.ids import has_kind, new_id
@@ -27,13 +28,28 @@ class Scope(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling, as far as authorization needs to know."""
+    """Who is calling, as far as authorization needs to know: an API key (with a
+    scope), or a staff member signed in to the admin pages (with a role)."""
 
-    key_id: str
+    key_id: str  # the API key's id, or the staff user's id
     scope: Scope
     program_id: str | None  # None: every program
+    role: Role | None = None  # set for staff sessions: the role matrix decides
 
-    def require(self, scope: Scope) -> None:
+    @property
+    def actor_kind(self) -> str:
+        return "api_key" if self.role is None else "staff"
+
+    def require(self, scope: Scope, permission: Permission | None = None) -> None:
+        """API keys need the scope; staff need the permission (READ for reads).
+        A write that names no permission is not open to staff sessions."""
+        if self.role is not None:
+            needed = Permission.READ if scope is Scope.read else permission
+            if needed is None or not allows(self.role, needed):
+                raise Forbidden(
+                    f"Your role ({self.role.value}) does not allow this.", code="role_forbids"
+                )
+            return
         if self.scope < scope:
             raise Forbidden(
                 f"This API key has scope '{self.scope.name}'; this needs '{scope.name}'.",
@@ -134,3 +150,12 @@ def revoke(session: Session, *, key_id: str, now: datetime) -> ApiKey:
 
 def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def staff_principal(*, user_id: str, role: str, program_id: str | None) -> Principal:
+    """A staff member calling the API with their page session. The scope is
+    unused for staff (require() checks the role); it says what the role
+    amounts to at most."""
+    parsed = Role(role)
+    scope = Scope.read if parsed is Role.ANALYST else Scope.admin
+    return Principal(key_id=user_id, scope=scope, program_id=program_id, role=parsed)

@@ -26,9 +26,9 @@ from partnerloop.core.db import transaction
 from partnerloop.core.errors import Forbidden, NotFound
 from partnerloop.programs.models import Program
 from partnerloop.runtime import Runtime
-from partnerloop.web.deps import RuntimeDep
+from partnerloop.web.deps import STAFF_COOKIE, RuntimeDep
 
-SESSION_COOKIE = "pl_session"
+SESSION_COOKIE = STAFF_COOKIE
 # Two-factor setup and logout stay open to a user who must still set it up.
 OPEN_WITHOUT_TWO_FACTOR = ("/admin/account", "/admin/logout")
 

@@ -6,13 +6,14 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from partnerloop.access.roles import Permission
 from partnerloop.access.service import Scope
 from partnerloop.affiliates import service as affiliates
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
 from partnerloop.core.money import format_amount
 from partnerloop.programs import service as programs
-from partnerloop.web.api.common import AMOUNT_DOC, ERRORS
+from partnerloop.web.api.common import AMOUNT_DOC, ERRORS, audit
 from partnerloop.web.deps import PageDep, PrincipalDep, RuntimeDep
 
 router = APIRouter(tags=["affiliates"])
@@ -65,7 +66,7 @@ def sign_up(
     body: AffiliateIn, principal: PrincipalDep, runtime: RuntimeDep, response: Response
 ) -> AffiliateOut:
     """Sign an affiliate up for a program. New affiliates start `pending`."""
-    principal.require(Scope.write)
+    principal.require(Scope.write, Permission.MANAGE_AFFILIATES)
     principal.require_program(body.program_id)
     with transaction(runtime.sessions) as session:
         result = affiliates.sign_up(
@@ -75,6 +76,15 @@ def sign_up(
             email=body.email,
             name=body.name,
             now=utcnow(),
+        )
+        audit(
+            session,
+            principal,
+            action="affiliate.signed_up",
+            subject_kind="affiliate",
+            subject_id=result.affiliate.id,
+            program_id=body.program_id,
+            details={"created": result.created},
         )
         if not result.created:
             response.status_code = 200
@@ -113,7 +123,7 @@ def get_affiliate(affiliate_id: str, principal: PrincipalDep, runtime: RuntimeDe
 def _transition(
     action: str, affiliate_id: str, principal: PrincipalDep, runtime: RuntimeDep
 ) -> AffiliateOut:
-    principal.require(Scope.admin)
+    principal.require(Scope.admin, Permission.MANAGE_AFFILIATES)
     move = {
         "approve": affiliates.approve,
         "reject": affiliates.reject,
@@ -126,6 +136,16 @@ def _transition(
             affiliate_id=affiliate_id,
             program_id=principal.program_id,
             now=utcnow(),
+        )
+        audit(
+            session,
+            principal,
+            action=f"affiliate.{row.status}",
+            subject_kind="affiliate",
+            subject_id=row.id,
+            program_id=principal.program_id
+            or next(iter(affiliates.program_ids_of(session, row.id)), None),
+            details={"status": row.status},
         )
         return _out(affiliates.view(session, runtime.cipher, row))
 
@@ -157,7 +177,7 @@ def set_commission(
     request: Request,
 ) -> dict[str, object]:
     """Give this affiliate their own commission terms in one program (null type: back to default)."""
-    principal.require(Scope.admin)
+    principal.require(Scope.admin, Permission.MANAGE_AFFILIATES)
     principal.require_program(body.program_id)
     with transaction(runtime.sessions) as session:
         enrollment = affiliates.set_commission_override(
@@ -166,6 +186,15 @@ def set_commission(
             affiliate_id=affiliate_id,
             commission_type=body.type,
             commission_value=body.value,
+        )
+        audit(
+            session,
+            principal,
+            action="affiliate.commission_set",
+            subject_kind="affiliate",
+            subject_id=affiliate_id,
+            program_id=body.program_id,
+            details={"type": body.type, "value": body.value},
         )
         terms = affiliates.override_terms(enrollment)
         currency = programs.get_or_raise(session, body.program_id).currency

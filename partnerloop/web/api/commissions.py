@@ -4,15 +4,16 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
+from partnerloop.access.roles import Permission
 from partnerloop.access.service import Scope
 from partnerloop.commissions import service as commissions
 from partnerloop.commissions.models import Commission
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
 from partnerloop.core.money import format_amount
-from partnerloop.web.api.common import ERRORS, parse_moment
+from partnerloop.web.api.common import ERRORS, audit, parse_moment
 from partnerloop.web.deps import PageDep, PrincipalDep, RuntimeDep
 
 router = APIRouter(tags=["commissions"])
@@ -33,6 +34,18 @@ class CommissionOut(BaseModel):
     hold_until: datetime
     created_at: datetime
     updated_at: datetime
+    decline_reason: str | None = Field(
+        default=None, description="Why staff declined it (declined commissions only)."
+    )
+
+
+class DeclineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="Why, shown to the affiliate: about the sale, never about a person.",
+    )
 
 
 class CommissionList(BaseModel):
@@ -61,6 +74,7 @@ def commission_out(row: Commission) -> CommissionOut:
         hold_until=row.hold_until,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        decline_reason=row.decline_reason,
     )
 
 
@@ -106,21 +120,45 @@ def get_commission(
 
 
 def _move(
-    action: str, commission_id: str, principal: PrincipalDep, runtime: RuntimeDep
+    action: str,
+    commission_id: str,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    *,
+    reason: str | None = None,
 ) -> CommissionOut:
-    principal.require(Scope.admin)
-    move = {
-        "approve": commissions.approve,
-        "decline": commissions.decline,
-        "mark-paid": commissions.mark_paid,
-    }[action]
+    # Paying is the payouts side of finance; approving and declining is review.
+    principal.require(
+        Scope.admin,
+        Permission.MANAGE_PAYOUTS if action == "mark-paid" else Permission.REVIEW_COMMISSIONS,
+    )
     with transaction(runtime.sessions) as session:
-        row = move(
+        if action == "decline":
+            row = commissions.decline(
+                session,
+                runtime.cipher,
+                commission_id=commission_id,
+                program_id=principal.program_id,
+                now=utcnow(),
+                reason=reason,
+            )
+        else:
+            move = {"approve": commissions.approve, "mark-paid": commissions.mark_paid}[action]
+            row = move(
+                session,
+                runtime.cipher,
+                commission_id=commission_id,
+                program_id=principal.program_id,
+                now=utcnow(),
+            )
+        audit(
             session,
-            runtime.cipher,
-            commission_id=commission_id,
-            program_id=principal.program_id,
-            now=utcnow(),
+            principal,
+            action=f"commission.{row.state}",
+            subject_kind="commission",
+            subject_id=row.id,
+            program_id=row.program_id,
+            details={"reason": reason} if reason else None,
         )
         return commission_out(row)
 
@@ -132,9 +170,15 @@ def approve(commission_id: str, principal: PrincipalDep, runtime: RuntimeDep) ->
 
 
 @router.post("/commissions/{commission_id}/decline", response_model=CommissionOut, responses=ERRORS)
-def decline(commission_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> CommissionOut:
-    """pending or approved -> declined (e.g. after a fraud review)."""
-    return _move("decline", commission_id, principal, runtime)
+def decline(
+    commission_id: str,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    body: DeclineIn | None = None,
+) -> CommissionOut:
+    """pending or approved -> declined (e.g. after a fraud review), optionally with
+    a reason the affiliate sees."""
+    return _move("decline", commission_id, principal, runtime, reason=body.reason if body else None)
 
 
 @router.post(

@@ -6,8 +6,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
+from partnerloop.access.service import Principal
+from partnerloop.audit import service as audit_log
+from partnerloop.audit.service import Actor
 from partnerloop.core import money
+from partnerloop.core.clock import utcnow
 from partnerloop.core.errors import InvalidInput
 
 AMOUNT_DOC = 'Decimal string in the currency\'s units, e.g. "19.99". Never a JSON number.'
@@ -77,3 +82,27 @@ def parse_day(value: str | None, *, field: str) -> date | None:
         raise InvalidInput(
             f"{field} must be a date (YYYY-MM-DD).", code="invalid_date", field=field
         ) from None
+
+
+def audit(
+    session: Session,
+    principal: Principal,
+    *,
+    action: str,
+    subject_kind: str,
+    subject_id: str,
+    program_id: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record a change made through the API in the audit log, in the caller's
+    transaction. Details carry ids and settings, never personal data."""
+    audit_log.record(
+        session,
+        Actor(principal.actor_kind, principal.key_id),
+        action=action,
+        subject_kind=subject_kind,
+        subject_id=subject_id,
+        program_id=program_id,
+        now=utcnow(),
+        details=details,
+    )

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from partnerloop.access.roles import Permission
 from partnerloop.access.service import Scope
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
@@ -25,7 +26,7 @@ from partnerloop.integrations.registry import (
     OUTBOUND,
     kinds,
 )
-from partnerloop.web.api.common import ERRORS
+from partnerloop.web.api.common import ERRORS, audit
 from partnerloop.web.deps import PageDep, PrincipalDep, RuntimeDep
 
 router = APIRouter(tags=["connectors"])
@@ -150,7 +151,7 @@ def create_connector(
 ) -> ConnectorOut:
     """Connect a shop (answers the `webhook_url` to paste into it with the secret), or
     add an outgoing webhook endpoint (answers its signing `secret`, once)."""
-    principal.require(Scope.admin)
+    principal.require(Scope.admin, Permission.MANAGE_CONNECTORS)
     principal.require_program(body.program_id)
     shop = ALL_KINDS.get(body.kind)
     if shop is None:
@@ -182,6 +183,15 @@ def create_connector(
         )
         if parsed is not None:
             connector.mapping = mapping_engine.mapping_to_json(parsed)
+        audit(
+            session,
+            principal,
+            action="connector.created",
+            subject_kind="connector",
+            subject_id=connector.id,
+            program_id=connector.program_id,
+            details={"kind": connector.kind},
+        )
         secret = connectors.secrets_of(runtime.cipher, connector)[0]
         out = connector_out(connector, public_url=runtime.settings.public_url, secret=secret)
     response.headers["Location"] = f"/api/v1/connectors/{out.id}"
@@ -219,7 +229,7 @@ def rotate_secret(
     """Rotate the signing secret. Shops: both the new and the previous secret are
     accepted until the next rotation (shops switch over with a delay). Outgoing
     webhooks: deliveries carry signatures by both until the next rotation."""
-    principal.require(Scope.admin)
+    principal.require(Scope.admin, Permission.MANAGE_CONNECTORS)
     with transaction(runtime.sessions) as session:
         row = connectors.get_or_raise(session, connector_id, program_id=principal.program_id)
         secret = connectors.rotate_secret(
@@ -230,6 +240,14 @@ def rotate_secret(
             secret=body.secret,
             now=utcnow(),
         )
+        audit(
+            session,
+            principal,
+            action="connector.secret_rotated",
+            subject_kind="connector",
+            subject_id=row.id,
+            program_id=row.program_id,
+        )
         return connector_out(row, public_url=runtime.settings.public_url, secret=secret)
 
 
@@ -239,10 +257,18 @@ def enable_connector(
 ) -> ConnectorOut:
     """Re-enable an outgoing webhook endpoint that was disabled after failures. Its
     dead-lettered deliveries stay dead until replayed (POST /deliveries/{id}/replay)."""
-    principal.require(Scope.admin)
+    principal.require(Scope.admin, Permission.MANAGE_CONNECTORS)
     with transaction(runtime.sessions) as session:
         row = connectors.get_or_raise(session, connector_id, program_id=principal.program_id)
         outbound.enable(session, connector=row, now=utcnow())
+        audit(
+            session,
+            principal,
+            action="connector.enabled",
+            subject_kind="connector",
+            subject_id=row.id,
+            program_id=row.program_id,
+        )
         return connector_out(row, public_url=runtime.settings.public_url)
 
 
@@ -309,7 +335,7 @@ def put_mapping(
     """Replace the CRM field mapping. It is validated before it is saved (422 with the
     path of the first problem, e.g. mapping.fields[2].transforms[0].format) and its
     version must be newer than the current one."""
-    principal.require(Scope.admin)
+    principal.require(Scope.admin, Permission.MANAGE_CONNECTORS)
     parsed = mapping_engine.parse_mapping(body.mapping)
     with transaction(runtime.sessions) as session:
         row = connectors.get_or_raise(session, connector_id, program_id=principal.program_id)
@@ -324,6 +350,15 @@ def put_mapping(
             )
         row.mapping = mapping_engine.mapping_to_json(parsed)
         row.updated_at = utcnow()
+        audit(
+            session,
+            principal,
+            action="connector.mapping_set",
+            subject_kind="connector",
+            subject_id=row.id,
+            program_id=row.program_id,
+            details={"version": parsed.version},
+        )
         return _mapping_out(row)
 
 
@@ -373,13 +408,21 @@ def put_conflicts(
 ) -> ConflictsOut:
     """Set the conflict policy per CRM field (validated; 422 names the path at fault).
     With policies set, each sync reads the CRM's values first and logs every decision."""
-    principal.require(Scope.admin)
+    principal.require(Scope.admin, Permission.MANAGE_CONNECTORS)
     parsed = conflict_rules.parse_policies(body.conflicts)
     with transaction(runtime.sessions) as session:
         row = connectors.get_or_raise(session, connector_id, program_id=principal.program_id)
         _crm(row)
         row.conflicts = conflict_rules.policies_to_json(parsed) or None
         row.updated_at = utcnow()
+        audit(
+            session,
+            principal,
+            action="connector.conflicts_set",
+            subject_kind="connector",
+            subject_id=row.id,
+            program_id=row.program_id,
+        )
         return ConflictsOut(connector_id=row.id, conflicts=dict(row.conflicts or {}))
 
 

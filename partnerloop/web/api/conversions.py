@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from partnerloop.access.roles import Permission
 from partnerloop.access.service import Scope
 from partnerloop.commissions import service as commissions
 from partnerloop.core.clock import utcnow
@@ -15,7 +16,14 @@ from partnerloop.core.money import format_amount
 from partnerloop.orders import service as orders
 from partnerloop.orders.models import Conversion, Refund
 from partnerloop.web.api.commissions import CommissionOut, commission_out
-from partnerloop.web.api.common import AMOUNT_DOC, CURRENCY_DOC, ERRORS, parse_moment, parse_money
+from partnerloop.web.api.common import (
+    AMOUNT_DOC,
+    CURRENCY_DOC,
+    ERRORS,
+    audit,
+    parse_moment,
+    parse_money,
+)
 from partnerloop.web.deps import PageDep, PrincipalDep, RuntimeDep, wake_worker
 
 router = APIRouter(tags=["conversions and refunds"])
@@ -167,7 +175,7 @@ def record_conversion(
     """Report an order. Attributes it (click id, else coupon, else a returning
     customer) and creates the commission. The same order again answers 200 with
     the conversion already recorded and never creates a second commission."""
-    principal.require(Scope.write)
+    principal.require(Scope.write, Permission.REVIEW_COMMISSIONS)
     principal.require_program(body.program_id)
     amount_minor = parse_money(body.amount, body.currency)
     if body.ordered_at is not None and body.ordered_at.tzinfo is None:
@@ -193,6 +201,15 @@ def record_conversion(
             ),
             now=utcnow(),
         )
+        if principal.role is not None and recorded.created:  # a person entered it by hand
+            audit(
+                session,
+                principal,
+                action="conversion.recorded",
+                subject_kind="conversion",
+                subject_id=recorded.conversion.id,
+                program_id=body.program_id,
+            )
         out = conversion_out(recorded.conversion, recorded.commissions)
     if not recorded.created:
         response.status_code = 200
@@ -260,7 +277,7 @@ def record_refund(
     """Report a full or partial refund by order id. Commissions shrink in proportion
     (a full refund reverses them). A refund for an order not reported yet is kept
     and applied when the order arrives."""
-    principal.require(Scope.write)
+    principal.require(Scope.write, Permission.REVIEW_COMMISSIONS)
     principal.require_program(body.program_id)
     amount_minor = parse_money(body.amount, body.currency)
     with transaction(runtime.sessions) as session:
@@ -274,6 +291,15 @@ def record_refund(
             refund_id=body.refund_id,
             now=utcnow(),
         )
+        if principal.role is not None and result.created:
+            audit(
+                session,
+                principal,
+                action="refund.recorded",
+                subject_kind="refund",
+                subject_id=result.refund.id,
+                program_id=body.program_id,
+            )
         out = refund_out(result.refund)
     if not result.created:
         response.status_code = 200

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
+from partnerloop.access.roles import Permission
 from partnerloop.access.service import Scope
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
@@ -16,7 +17,7 @@ from partnerloop.core.errors import NotFound
 from partnerloop.integrations.registry import DELIVERY_KINDS
 from partnerloop.sync import service as sync
 from partnerloop.sync.models import OutboxMessage
-from partnerloop.web.api.common import ERRORS
+from partnerloop.web.api.common import ERRORS, audit
 from partnerloop.web.deps import PageDep, PrincipalDep, RuntimeDep, wake_worker
 
 router = APIRouter(tags=["deliveries"])
@@ -151,14 +152,21 @@ def replay_delivery(
     delivery_id: str, principal: PrincipalDep, runtime: RuntimeDep, request: Request
 ) -> DeliveryOut:
     """Queue a dead message again (e.g. once the endpoint is fixed and enabled)."""
-    principal.require(Scope.admin)
+    principal.require(Scope.admin, Permission.MANAGE_CONNECTORS)
     with transaction(runtime.sessions) as session:
         row = _delivery(session, delivery_id, principal.program_id)
-        out = delivery_out(
-            sync.replay(
-                session, OutboxMessage, row.id, program_id=principal.program_id, now=utcnow()
-            )
+        message = sync.replay(
+            session, OutboxMessage, row.id, program_id=principal.program_id, now=utcnow()
         )
+        audit(
+            session,
+            principal,
+            action="outbox_message.replayed",
+            subject_kind="outbox_message",
+            subject_id=message.id,
+            program_id=message.program_id,
+        )
+        out = delivery_out(message)
     wake_worker(request)
     return out
 

@@ -7,12 +7,13 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from partnerloop.access.roles import Permission
 from partnerloop.access.service import Scope
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
 from partnerloop.sync import service as sync
 from partnerloop.sync.models import InboundEvent, OutboxMessage
-from partnerloop.web.api.common import ERRORS
+from partnerloop.web.api.common import ERRORS, audit
 from partnerloop.web.deps import PageDep, PrincipalDep, RuntimeDep, wake_worker
 
 router = APIRouter(tags=["inbox and outbox"])
@@ -136,13 +137,20 @@ def replay_inbound(
     event_id: str, principal: PrincipalDep, runtime: RuntimeDep, request: Request
 ) -> InboundEventOut:
     """Queue a dead or rejected event again (after fixing what made it fail)."""
-    principal.require(Scope.admin)
+    principal.require(Scope.admin, Permission.MANAGE_CONNECTORS)
     with transaction(runtime.sessions) as session:
-        out = inbound_out(
-            sync.replay(
-                session, InboundEvent, event_id, program_id=principal.program_id, now=utcnow()
-            )
+        event = sync.replay(
+            session, InboundEvent, event_id, program_id=principal.program_id, now=utcnow()
         )
+        audit(
+            session,
+            principal,
+            action="inbound_event.replayed",
+            subject_kind="inbound_event",
+            subject_id=event.id,
+            program_id=event.program_id,
+        )
+        out = inbound_out(event)
     wake_worker(request)
     return out
 
@@ -173,12 +181,19 @@ def replay_outbox(
     message_id: str, principal: PrincipalDep, runtime: RuntimeDep, request: Request
 ) -> OutboxMessageOut:
     """Queue a dead message again (e.g. once the remote system is back)."""
-    principal.require(Scope.admin)
+    principal.require(Scope.admin, Permission.MANAGE_CONNECTORS)
     with transaction(runtime.sessions) as session:
-        out = outbox_out(
-            sync.replay(
-                session, OutboxMessage, message_id, program_id=principal.program_id, now=utcnow()
-            )
+        message = sync.replay(
+            session, OutboxMessage, message_id, program_id=principal.program_id, now=utcnow()
         )
+        audit(
+            session,
+            principal,
+            action="outbox_message.replayed",
+            subject_kind="outbox_message",
+            subject_id=message.id,
+            program_id=message.program_id,
+        )
+        out = outbox_out(message)
     wake_worker(request)
     return out

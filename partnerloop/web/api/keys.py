@@ -8,12 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from partnerloop.access import service as access
 from partnerloop.access.models import ApiKey
+from partnerloop.access.roles import Permission
 from partnerloop.access.service import Scope
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
 from partnerloop.core.errors import Forbidden, NotFound
 from partnerloop.programs import service as programs
-from partnerloop.web.api.common import ERRORS
+from partnerloop.web.api.common import ERRORS, audit
 from partnerloop.web.deps import PrincipalDep, RuntimeDep
 
 router = APIRouter(tags=["api keys"])
@@ -58,7 +59,7 @@ def key_out(row: ApiKey, secret: str | None = None) -> KeyOut:
 @router.post("/api-keys", status_code=201, response_model=KeyOut, responses=ERRORS)
 def create_key(body: KeyIn, principal: PrincipalDep, runtime: RuntimeDep) -> KeyOut:
     """Create a key. An admin key bound to a program can only make keys for that program."""
-    principal.require(Scope.admin)
+    principal.require(Scope.admin, Permission.MANAGE_STAFF)
     program_id = body.program_id
     if principal.program_id is not None:
         if program_id is None:
@@ -74,12 +75,21 @@ def create_key(body: KeyIn, principal: PrincipalDep, runtime: RuntimeDep) -> Key
         created = access.create(
             session, name=body.name, scope=Scope[body.scope], program_id=program_id, now=utcnow()
         )
+        audit(
+            session,
+            principal,
+            action="api_key.created",
+            subject_kind="api_key",
+            subject_id=created.key.id,
+            program_id=program_id,
+            details={"scope": body.scope},
+        )
         return key_out(created.key, created.secret)
 
 
 @router.get("/api-keys", response_model=KeyList, responses=ERRORS)
 def list_keys(principal: PrincipalDep, runtime: RuntimeDep) -> KeyList:
-    principal.require(Scope.admin)
+    principal.require(Scope.admin, Permission.MANAGE_STAFF)
     with runtime.sessions() as session:
         rows = access.list_keys(session)
     visible = [
@@ -91,11 +101,20 @@ def list_keys(principal: PrincipalDep, runtime: RuntimeDep) -> KeyList:
 @router.delete("/api-keys/{key_id}", response_model=KeyOut, responses=ERRORS)
 def revoke_key(key_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> KeyOut:
     """Revoke a key; it stops working at once."""
-    principal.require(Scope.admin)
+    principal.require(Scope.admin, Permission.MANAGE_STAFF)
     with transaction(runtime.sessions) as session:
         row = session.get(ApiKey, key_id)
         if row is None or (
             principal.program_id is not None and row.program_id != principal.program_id
         ):
             raise NotFound(f"No API key {key_id}.", code="api_key_not_found")
-        return key_out(access.revoke(session, key_id=key_id, now=utcnow()))
+        revoked = access.revoke(session, key_id=key_id, now=utcnow())
+        audit(
+            session,
+            principal,
+            action="api_key.revoked",
+            subject_kind="api_key",
+            subject_id=revoked.id,
+            program_id=revoked.program_id,
+        )
+        return key_out(revoked)
