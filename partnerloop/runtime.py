@@ -22,7 +22,14 @@ from partnerloop.core.db import make_engine, make_sessionmaker
 from partnerloop.core.faults import Faults
 from partnerloop.core.mail import mailer_from_url
 from partnerloop.core.settings import Settings, load_old_secret_keys, load_secret_key
-from partnerloop.integrations import crm_to_shop, notices, outbound, scheduled
+from partnerloop.integrations import (
+    crm_to_shop,
+    mail_outbox,
+    notices,
+    outbound,
+    scheduled,
+    weekly_report,
+)
 from partnerloop.integrations import inbound as shop_inbound
 from partnerloop.integrations.postback import handler as postback
 from partnerloop.integrations.registry import (
@@ -38,6 +45,9 @@ from partnerloop.sync.service import FANOUT_KIND
 from partnerloop.sync.worker import BackgroundTask, Batched, PeriodicTask, Registry, Worker
 
 APPROVE_DUE_EVERY_SECONDS = 30.0
+# How often the worker checks whether a program's weekly report is due (it queues
+# each program's report once per ISO week, from Monday 06:00 UTC).
+WEEKLY_REPORT_CHECK_SECONDS = 300.0
 # How often the worker looks for connectors whose scheduled pull is due.
 PULL_CHECK_EVERY_SECONDS = 60.0
 # Customers per CRM call at most: HubSpot's batch limit (Salesforce takes 200, Pipedrive
@@ -59,6 +69,13 @@ class Runtime:
 
         def approve_due(session: Session, now: datetime) -> int:
             return commissions.approve_due(session, cipher, now=now)
+
+        def queue_weekly_reports(session: Session, now: datetime) -> int:
+            return weekly_report.enqueue_due(session, cipher, now=now)
+
+        # The report e-mail's words and templates belong to the web layer (its
+        # translation catalogue); imported here, when a worker is assembled.
+        from partnerloop.web.admin.report_mail import make_renderer
 
         def pull_shops(now: datetime) -> int:
             return scheduled.pull_due(
@@ -109,6 +126,19 @@ class Runtime:
                     recipients=self.settings.notify_emails,
                     public_url=self.settings.public_url,
                 ),
+                mail_outbox.KIND: mail_outbox.make_deliverer(
+                    mailer_from_url(self.settings.mail_url, data_dir=self.settings.data_dir),
+                    default_sender=self.settings.mail_from,
+                ),
+                weekly_report.KIND: weekly_report.make_deliverer(
+                    self.sessions,
+                    cipher,
+                    mailer_from_url(self.settings.mail_url, data_dir=self.settings.data_dir),
+                    sender=self.settings.mail_from,
+                    notify_emails=self.settings.notify_emails,
+                    render=make_renderer(self.settings.public_url),
+                    clock=clock,
+                ),
                 crm_to_shop.DESTINATION_KIND: crm_to_shop.make_deliverer(
                     self.sessions,
                     cipher,
@@ -131,7 +161,8 @@ class Runtime:
                 for crm in CRM_CONNECTORS
             },
             periodic=[
-                PeriodicTask("approve_due_commissions", APPROVE_DUE_EVERY_SECONDS, approve_due)
+                PeriodicTask("approve_due_commissions", APPROVE_DUE_EVERY_SECONDS, approve_due),
+                PeriodicTask("weekly_reports", WEEKLY_REPORT_CHECK_SECONDS, queue_weekly_reports),
             ],
             background=[
                 BackgroundTask("pull_shops", PULL_CHECK_EVERY_SECONDS, pull_shops),

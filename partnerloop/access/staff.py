@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from partnerloop.access import totp
-from partnerloop.access.models import StaffUser
+from partnerloop.access.models import StaffSession, StaffUser
+from partnerloop.access.passwords import DUMMY_HASH as _DUMMY_HASH
+from partnerloop.access.passwords import HASHER, MAX_PASSWORD
 from partnerloop.access.roles import Role
 from partnerloop.core.crypto import FieldCipher, looks_like_email, normalise_email
 from partnerloop.core.errors import Conflict, InvalidInput
@@ -26,11 +27,7 @@ from partnerloop.core.ids import new_id
 
 EMAIL_FIELD = "staff_users.email"
 MIN_PASSWORD = 12  # NIST SP 800-63B asks for 8 at least; staff accounts guard money
-MAX_PASSWORD = 1024  # argon2 takes any length; this bounds the work a request can ask for
-
-# argon2-cffi's defaults (argon2id, RFC 9106's low-memory choice: t=3, m=64 MiB, p=4).
-HASHER = PasswordHasher()
-_DUMMY_HASH = HASHER.hash("not a password of anyone")
+# The argon2id hasher (HASHER, MAX_PASSWORD) is shared with affiliates: access.passwords.
 
 
 @dataclass(frozen=True)
@@ -166,3 +163,24 @@ def _accept_code(cipher: FieldCipher, user: StaffUser, code: str, *, now: dateti
         return False
     user.totp_last_step = step
     return True
+
+
+def find_by_email(session: Session, cipher: FieldCipher, email: str) -> StaffUser | None:
+    """The active account with this e-mail, if any."""
+    index = cipher.blind_index(normalise_email(email), field=EMAIL_FIELD)
+    user = session.scalar(select(StaffUser).where(StaffUser.email_index == index))
+    return user if user is not None and user.disabled_at is None else None
+
+
+def set_password(
+    session: Session, cipher: FieldCipher, user: StaffUser, password: str, *, now: datetime
+) -> None:
+    """A new password (checked like at creation). Every open session of the
+    account ends: whoever knew the old password is signed out."""
+    check_password(password, email=email_of(cipher, user))
+    user.password_hash = HASHER.hash(password)
+    session.execute(
+        update(StaffSession)
+        .where(StaffSession.user_id == user.id, StaffSession.ended_at.is_(None))
+        .values(ended_at=now)
+    )

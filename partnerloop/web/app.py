@@ -27,6 +27,7 @@ from partnerloop.web.admin import commissions as admin_commissions
 from partnerloop.web.admin import connectors as admin_connectors
 from partnerloop.web.admin import dashboard as admin_dashboard
 from partnerloop.web.admin import deliveries as admin_deliveries
+from partnerloop.web.admin import password as admin_password
 from partnerloop.web.admin import program as admin_program
 from partnerloop.web.admin import report as admin_report
 from partnerloop.web.api import (
@@ -67,6 +68,7 @@ API_ROUTERS = (
 # Server-rendered pages: staff (/admin) and affiliates (/portal).
 PAGE_ROUTERS = (
     admin_auth,
+    admin_password,
     admin_dashboard,
     admin_account,
     admin_affiliates,

@@ -47,11 +47,32 @@ def _secure(runtime: Runtime) -> bool:
     return runtime.settings.public_url.startswith("https://")
 
 
-def _client_ip(request: Request, runtime: Runtime) -> str | None:
+def client_ip(request: Request, runtime: Runtime) -> str | None:
     forwarded = request.headers.get("x-forwarded-for")
     if runtime.settings.trust_forwarded_for and forwarded:
         return forwarded.split(",")[0].strip()
     return request.client.host if request.client else None
+
+
+def login_form_token(request: Request) -> str:
+    """The double-submit CSRF token of forms shown before login (the browser's, or new)."""
+    return request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+
+
+def set_login_form_cookie(response: Response, token: str, runtime: Runtime) -> None:
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(runtime),
+        path=COOKIE_PATH,
+    )
+
+
+def login_form_token_ok(request: Request, given: str) -> bool:
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
+    return bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
 
 
 def _redirect(location: str) -> RedirectResponse:
@@ -67,18 +88,11 @@ def _login_page(
     email: str = "",
     headers: dict[str, str] | None = None,
 ) -> Response:
-    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+    token = login_form_token(request)
     response = render(
         request, "admin/login.html", status=status, csrf=token, error=error, email=email
     )
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=_secure(runtime),
-        path=COOKIE_PATH,
-    )
+    set_login_form_cookie(response, token, runtime)
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -110,12 +124,11 @@ def login(
     csrf: FormText = "",
 ) -> Response:
     t = translator(request)
-    expected = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
-    if not expected or not hmac.compare_digest(expected.encode(), csrf.encode()):
+    if not login_form_token_ok(request, csrf):
         return _login_page(request, runtime, status=403, error=t("login.stale_form"), email=email)
     now = utcnow()
     index = runtime.cipher.blind_index(normalise_email(email), field=staff.EMAIL_FIELD)
-    keys = throttle.keys_for(index, _client_ip(request, runtime))
+    keys = throttle.keys_for(index, client_ip(request, runtime))
     with transaction(runtime.sessions) as session:
         wait = throttle.wait_seconds(session, keys, now=now)
         if wait > 0:
@@ -184,7 +197,7 @@ def code(
                 error=t("login.stale_form"),
             )  # fmt: skip
         user = session.get_one(StaffUser, row.user_id)
-        keys = throttle.keys_for(user.email_index, _client_ip(request, runtime))
+        keys = throttle.keys_for(user.email_index, client_ip(request, runtime))
         wait = throttle.wait_seconds(session, keys, now=now)
         if wait > 0:
             response = render(
