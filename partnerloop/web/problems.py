@@ -7,6 +7,7 @@ field is at fault, `field` (dotted path, e.g. commission.value).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,6 +20,7 @@ from partnerloop.core.errors import DomainError
 log = logging.getLogger("partnerloop.web")
 
 PROBLEM_TYPE = "https://partnerloop.dev/problems/"
+_PORTAL_API = re.compile(r"^/portal/(?:[^/]+/)?api/")
 MEDIA_TYPE = "application/problem+json"
 
 
@@ -87,7 +89,7 @@ def _validation_problem(request: Request, exc: Exception) -> Response:
 def is_page(request: Request) -> bool:
     """Requests for HTML pages (admin and portal) get HTML errors, not problem+json."""
     path = request.url.path
-    if path.startswith("/portal/api/"):
+    if _PORTAL_API.match(path):  # the portal's JSON for affiliates: problem+json
         return False
     return path == "/admin" or path.startswith(("/admin/", "/portal"))
 
