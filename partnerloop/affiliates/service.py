@@ -6,6 +6,7 @@ and never put in a log line or an error message.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -145,6 +146,69 @@ def list_affiliates(
     if after is not None:
         query = query.where(Affiliate.id > after)
     return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class Member:
+    """An affiliate as a member of one program: the person and their enrollment."""
+
+    affiliate: Affiliate
+    enrollment: Enrollment
+
+
+def list_members(
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    program_id: str,
+    status: str | None = None,
+    email: str | None = None,
+    after: str | None = None,
+    limit: int,
+) -> list[Member]:
+    """A program's affiliates, oldest first (ids sort by creation), with their
+    enrollment; `email` finds one by its blind index (exact match, any case)."""
+    query = (
+        select(Affiliate, Enrollment)
+        .join(Enrollment, Enrollment.affiliate_id == Affiliate.id)
+        .where(Enrollment.program_id == program_id)
+        .order_by(Affiliate.id)
+        .limit(limit)
+    )
+    if status is not None:
+        if status not in STATUSES:
+            raise InvalidInput(
+                f"status must be one of {', '.join(STATUSES)}.",
+                code="invalid_status",
+                field="status",
+            )
+        query = query.where(Affiliate.status == status)
+    if email is not None and email.strip():
+        index = cipher.blind_index(normalise_email(email), field=EMAIL_FIELD)
+        query = query.where(Affiliate.email_index == index)
+    if after is not None:
+        query = query.where(Affiliate.id > after)
+    return [Member(affiliate, enrollment) for affiliate, enrollment in session.execute(query)]
+
+
+def member_or_raise(session: Session, *, program_id: str, affiliate_id: str) -> Member:
+    """One affiliate of this program (not found if they are not a member)."""
+    affiliate = session.get(Affiliate, affiliate_id)
+    enrollment = enrollment_of(session, program_id=program_id, affiliate_id=affiliate_id)
+    if affiliate is None or enrollment is None:
+        raise NotFound(
+            f"No affiliate {affiliate_id}.", code="affiliate_not_found", field="affiliate_id"
+        )
+    return Member(affiliate, enrollment)
+
+
+def names_by_id(session: Session, cipher: FieldCipher, ids: Iterable[str]) -> dict[str, str]:
+    """Decrypted names of these affiliates (for tables that list many)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = session.execute(select(Affiliate.id, Affiliate.name_enc).where(Affiliate.id.in_(wanted)))
+    return {row_id: cipher.decrypt(name_enc, field=NAME_FIELD) for row_id, name_enc in rows}
 
 
 # Which statuses each transition may start from. Approving an approved affiliate

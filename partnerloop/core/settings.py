@@ -13,11 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import parseaddr
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from partnerloop.core.mail import mailer_from_url
 
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
 SQLITE_FILE = "partnerloop.db"
+DEFAULT_ALLOWED_HOSTS = "localhost,127.0.0.1,[::1]"
 
 # name -> (default shown to users, what it does)
 SETTINGS_DOC: dict[str, tuple[str, str]] = {
@@ -39,9 +41,16 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "http://127.0.0.1:8000",
         "Base URL that tracking links and postback URLs are built on.",
     ),
+    "PARTNERLOOP_ALLOWED_HOSTS": (
+        DEFAULT_ALLOWED_HOSTS,
+        "Comma-separated host names this installation answers to besides the host of "
+        "PARTNERLOOP_PUBLIC_URL (admin, API, /r/ links). Programs' own portal and tracking "
+        "domains are added in the admin; any other Host gets a 404.",
+    ),
     "PARTNERLOOP_TRUST_FORWARDED_FOR": (
         "false",
-        "Take the client IP from X-Forwarded-For (only behind a proxy you run).",
+        "Take the client IP from X-Forwarded-For and the host from X-Forwarded-Host "
+        "(only behind a proxy you run).",
     ),
     "PARTNERLOOP_WORKER_IN_PROCESS": (
         "auto",
@@ -97,6 +106,7 @@ class Settings:
     data_dir: Path
     database_url: str
     public_url: str = "http://127.0.0.1:8000"
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
     secret_key_hex: str | None = None
     old_secret_keys_hex: tuple[str, ...] = ()
     trust_forwarded_for: bool = False
@@ -127,6 +137,14 @@ class Settings:
             return self.is_sqlite
         return self.worker_in_process
 
+    @property
+    def installation_hosts(self) -> frozenset[str]:
+        """The hosts that serve the whole installation (admin, API, /r/ links):
+        the public URL's host and PARTNERLOOP_ALLOWED_HOSTS. Lower case, no port."""
+        hostname = urlsplit(self.public_url).hostname or ""
+        own = f"[{hostname}]" if ":" in hostname else hostname
+        return frozenset({own, *self.allowed_hosts} - {""})
+
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -144,6 +162,7 @@ class Settings:
             public_url=env.get("PARTNERLOOP_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/"),
             secret_key_hex=env.get("PARTNERLOOP_SECRET_KEY") or None,
             old_secret_keys_hex=old_keys,
+            allowed_hosts=_hosts(env, "PARTNERLOOP_ALLOWED_HOSTS", DEFAULT_ALLOWED_HOSTS),
             trust_forwarded_for=_bool(env, "PARTNERLOOP_TRUST_FORWARDED_FOR", False),
             worker_in_process=_tristate(env, "PARTNERLOOP_WORKER_IN_PROCESS"),
             worker_max_attempts=_int(env, "PARTNERLOOP_WORKER_MAX_ATTEMPTS", 10, minimum=1),
@@ -166,6 +185,25 @@ def _mail_url(url: str, data_dir: Path) -> str:
     except ValueError as error:
         raise SettingsError(f"PARTNERLOOP_MAIL_URL: {error}.") from None
     return url.strip()
+
+
+def _hosts(env: Mapping[str, str], name: str, default: str) -> tuple[str, ...]:
+    """Bare host names, lower case, without port ("Example.com:8443" -> "example.com")."""
+    hosts: list[str] = []
+    for raw in env.get(name, default).split(","):
+        host = raw.strip().lower()
+        if not host:
+            continue
+        if "/" in host or " " in host or "@" in host:
+            raise SettingsError(f"{name}: {raw.strip()!r} is not a host name (no scheme or path).")
+        if host.startswith("["):  # IPv6 literal, maybe with a port
+            host = host.split("]")[0] + "]"
+        elif host.count(":") == 1:
+            host = host.split(":")[0]
+        host = host.rstrip(".")
+        if host and host not in hosts:
+            hosts.append(host)
+    return tuple(hosts)
 
 
 def _addresses(env: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -424,6 +424,42 @@ def list_jobs(
     return list(session.scalars(query))
 
 
+def list_messages_newest(
+    session: Session,
+    *,
+    program_id: str,
+    destination_kinds: Sequence[str],
+    destination_id: str | None = None,
+    state: str | None = None,
+    before: str | None = None,
+    limit: int,
+) -> list[OutboxMessage]:
+    """A program's outbox messages to these destinations, newest first (ids sort by
+    creation): the delivery log as staff read it, paged by `before`."""
+    query = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.program_id == program_id,
+            OutboxMessage.destination_kind.in_(destination_kinds),
+        )
+        .order_by(OutboxMessage.id.desc())
+        .limit(limit)
+    )
+    if destination_id is not None:
+        query = query.where(OutboxMessage.destination_id == destination_id)
+    if state is not None:
+        if state not in OUTBOX_STATES:
+            raise InvalidInput(
+                f"state must be one of {', '.join(OUTBOX_STATES)}.",
+                code="invalid_state",
+                field="state",
+            )
+        query = query.where(OutboxMessage.state == state)
+    if before is not None:
+        query = query.where(OutboxMessage.id < before)
+    return list(session.scalars(query))
+
+
 def get_or_raise(session: Session, model: type[Job], job_id: str, *, program_id: str | None) -> Job:
     job = session.get(model, job_id)
     if job is None or (program_id is not None and job.program_id != program_id):

@@ -1,7 +1,8 @@
 """The one place that assembles the web app: every router is listed here.
 
-The outer ASGI callable sends /r/{code} to the hand-written redirect handler
-and everything else to FastAPI.
+The outer ASGI callable routes by Host (a program's own portal and tracking
+domains, see web/hosts.py), sends /r/{code} to the hand-written redirect
+handler and everything else to FastAPI.
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ from partnerloop.web.api import (
     stats,
 )
 from partnerloop.web.clickwriter import ClickWriter
+from partnerloop.web.hosts import (
+    HostCache,
+    HostRouting,
+    not_found,
+    portal_path,
+    strip_portal_prefix,
+)
 from partnerloop.web.portal import pages as portal_pages
 from partnerloop.web.redirect import PREFIX, LinkCache, Receive, RedirectApp, Scope, Send
 
@@ -91,17 +99,64 @@ fault. Lists use cursor pagination: pass `next_cursor` back as `cursor`.
 
 
 class PartnerloopApp:
-    """ASGI entry point: the click path first, FastAPI for everything else."""
+    """ASGI entry point. By Host (web/hosts.py): on the installation's own hosts
+    the click path /r/{code} goes to the hand-written redirect handler and
+    everything else to FastAPI; a program's portal host shows that program's
+    portal at /, its tracking host that program's links at /{code}; any other
+    host gets a 404."""
 
-    def __init__(self, api: FastAPI, redirect: RedirectApp) -> None:
+    def __init__(self, api: FastAPI, redirect: RedirectApp, hosts: HostRouting) -> None:
         self.api = api
         self.redirect = redirect
+        self.hosts = hosts
+        # Host values already seen to be the installation's, and whether a Host
+        # header sent first settles it (not when X-Forwarded-Host may follow).
+        self._known_raw = hosts.known_raw
+        self._first_header_decides = not hosts.trusts_forwarded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(PREFIX):
-            await self.redirect(scope, receive, send)
+        if scope["type"] != "http":
+            await self.api(scope, receive, send)
             return
-        await self.api(scope, receive, send)
+        headers = scope["headers"]
+        # The hot path (a click on the main host): clients send Host first, so one
+        # comparison and a set lookup; no query, no parsing.
+        if (
+            self._first_header_decides
+            and headers
+            and headers[0][0] == b"host"
+            and headers[0][1] in self._known_raw
+        ) or self.hosts.is_installation(raw_host := self.hosts.raw_host(scope)):
+            if scope["path"].startswith(PREFIX):
+                await self.redirect(scope, receive, send)
+            else:
+                await self.api(scope, receive, send)
+            return
+        assert raw_host is not None
+        target = await self.hosts.target(raw_host)
+        path: str = scope["path"]
+        if target is None:
+            await not_found(send)
+        elif target.purpose == "tracking":
+            code = path[1:]
+            if not code or "/" in code:
+                await not_found(send)
+            else:
+                await self.redirect.serve(scope, send, code, program_id=target.program_id)
+        elif path.startswith("/static/"):
+            await self.api(scope, receive, send)
+        else:
+            # The portal lives at /portal/{id}/ in the app; here it is at /, and
+            # portal pages build their links on state["portal_base"].
+            scope = dict(scope)
+            scope["path"] = portal_path(target.program_id, path)
+            scope["raw_path"] = portal_path(target.program_id, "").encode() + (
+                scope.get("raw_path") or path.encode()
+            )
+            state = scope.setdefault("state", {})
+            state["portal_base"] = ""
+            state["host_program_id"] = target.program_id
+            await self.api(scope, receive, strip_portal_prefix(send, target.program_id))
 
 
 def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> PartnerloopApp:
@@ -149,4 +204,8 @@ def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> Partnerlo
         api.include_router(module.router)
     # Versioned file names (htmx-2.0.4.min.js): safe to cache for long.
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return PartnerloopApp(api, RedirectApp(runtime, writer, LinkCache(runtime)))
+    return PartnerloopApp(
+        api,
+        RedirectApp(runtime, writer, LinkCache(runtime)),
+        HostRouting(runtime.settings, HostCache(runtime)),
+    )

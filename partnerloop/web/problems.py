@@ -97,7 +97,21 @@ def is_page(request: Request) -> bool:
 def _page_error(request: Request, status: int, detail: str) -> Response:
     from partnerloop.web.pages import render  # pages import i18n; keep problems light
 
-    return render(request, "error.html", status=status, status_code=status, detail=detail)
+    return render(
+        request, "error.html", status=status, status_code=status, detail=detail, home=_home(request)
+    )
+
+
+def _home(request: Request) -> str:
+    """Where an error page's "back" link goes: the portal it came from (on a
+    program's own domain, its root), else the admin start page."""
+    state = request.scope.get("state") or {}
+    if "portal_base" in state:
+        return str(state["portal_base"]) or "/"
+    parts = request.url.path.split("/")
+    if len(parts) > 2 and parts[1] == "portal" and parts[2]:
+        return f"/portal/{parts[2]}/"
+    return "/portal" if request.url.path.startswith("/portal") else "/admin"
 
 
 def _domain_problem(request: Request, exc: Exception) -> Response:

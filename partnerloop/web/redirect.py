@@ -105,13 +105,19 @@ class RedirectApp:
         self._trust_forwarded = runtime.settings.trust_forwarded_for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.serve(scope, send, scope["path"][len(PREFIX) :])
+
+    async def serve(
+        self, scope: Scope, send: Send, code: str, *, program_id: str | None = None
+    ) -> None:
+        """The click on link `code`. With program_id (a program's own tracking host),
+        a link of any other program is not found there."""
         method = scope["method"]
         if method not in ("GET", "HEAD"):
             await _plain(send, 405, b"Method not allowed", [(b"allow", b"GET, HEAD")])
             return
-        code = scope["path"][len(PREFIX) :]
         target = await self._cache.get(code) if _CODE_RE.match(code) else None
-        if target is None:
+        if target is None or (program_id is not None and target.program_id != program_id):
             metrics.REDIRECTS.labels("not_found").inc()
             await _plain(
                 send, 404, NOT_FOUND_PAGE, [(b"content-type", b"text/html; charset=utf-8")]

@@ -4,13 +4,16 @@ from datetime import datetime
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
+from partnerloop.access.roles import Permission
 from partnerloop.access.service import Scope
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
+from partnerloop.programs import domains
 from partnerloop.tracking import service as tracking
 from partnerloop.tracking.models import Coupon, Link
-from partnerloop.web.api.common import ERRORS
+from partnerloop.web.api.common import ERRORS, audit
 from partnerloop.web.deps import PageDep, PrincipalDep, RuntimeDep
 
 router = APIRouter(tags=["links and coupons"])
@@ -38,7 +41,10 @@ class LinkOut(BaseModel):
     program_id: str
     affiliate_id: str
     code: str
-    url: str = Field(description="The tracking URL to share: /r/{code}.")
+    url: str = Field(
+        description="The tracking URL to share: <public URL>/r/{code}, or "
+        "https://<the program's tracking domain>/{code} when it has one."
+    )
     destination_url: str
     subs: dict[str, str]
     disabled: bool
@@ -71,18 +77,26 @@ class CouponList(BaseModel):
     next_cursor: str | None
 
 
-def link_out(link: Link, *, public_url: str) -> LinkOut:
+def link_out(link: Link, *, prefix: str) -> LinkOut:
+    """prefix: what the code is appended to (programs.domains.tracking_prefixes)."""
     return LinkOut(
         id=link.id,
         program_id=link.program_id,
         affiliate_id=link.affiliate_id,
         code=link.code,
-        url=f"{public_url}/r/{link.code}",
+        url=prefix + link.code,
         destination_url=link.destination_url,
         subs={name: value for name in tracking.SUB_IDS if (value := getattr(link, name))},
         disabled=link.disabled_at is not None,
         created_at=link.created_at,
     )
+
+
+def links_out(session: Session, links: list[Link], *, public_url: str) -> list[LinkOut]:
+    prefixes = domains.tracking_prefixes(
+        session, {link.program_id for link in links}, public_url=public_url
+    )
+    return [link_out(link, prefix=prefixes[link.program_id]) for link in links]
 
 
 def coupon_out(coupon: Coupon) -> CouponOut:
@@ -99,7 +113,7 @@ def coupon_out(coupon: Coupon) -> CouponOut:
 @router.post("/links", status_code=201, response_model=LinkOut, responses=ERRORS)
 def create_link(body: LinkIn, principal: PrincipalDep, runtime: RuntimeDep) -> LinkOut:
     """Create a tracking link for an approved affiliate."""
-    principal.require(Scope.write)
+    principal.require(Scope.write, Permission.MANAGE_AFFILIATES)
     principal.require_program(body.program_id)
     with transaction(runtime.sessions) as session:
         link = tracking.create_link(
@@ -111,7 +125,16 @@ def create_link(body: LinkIn, principal: PrincipalDep, runtime: RuntimeDep) -> L
             subs=tracking.check_sub_ids({name: getattr(body, name) for name in tracking.SUB_IDS}),
             now=utcnow(),
         )
-        return link_out(link, public_url=runtime.settings.public_url)
+        audit(
+            session,
+            principal,
+            action="link.created",
+            subject_kind="link",
+            subject_id=link.id,
+            program_id=link.program_id,
+            details={"affiliate_id": link.affiliate_id},
+        )
+        return links_out(session, [link], public_url=runtime.settings.public_url)[0]
 
 
 @router.get("/links", response_model=LinkList, responses=ERRORS)
@@ -132,7 +155,7 @@ def list_links(
             limit=page.limit,
         )
         return LinkList(
-            items=[link_out(r, public_url=runtime.settings.public_url) for r in rows],
+            items=links_out(session, rows, public_url=runtime.settings.public_url),
             **page.render(rows),
         )
 
@@ -140,7 +163,7 @@ def list_links(
 def _set_disabled(
     link_id: str, disabled: bool, principal: PrincipalDep, runtime: RuntimeDep
 ) -> LinkOut:
-    principal.require(Scope.write)
+    principal.require(Scope.write, Permission.MANAGE_AFFILIATES)
     with transaction(runtime.sessions) as session:
         link = tracking.set_link_disabled(
             session,
@@ -149,7 +172,15 @@ def _set_disabled(
             disabled=disabled,
             now=utcnow(),
         )
-        return link_out(link, public_url=runtime.settings.public_url)
+        audit(
+            session,
+            principal,
+            action="link.disabled" if disabled else "link.enabled",
+            subject_kind="link",
+            subject_id=link.id,
+            program_id=link.program_id,
+        )
+        return links_out(session, [link], public_url=runtime.settings.public_url)[0]
 
 
 @router.post("/links/{link_id}/disable", response_model=LinkOut, responses=ERRORS)
@@ -166,7 +197,7 @@ def enable_link(link_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> L
 @router.post("/coupons", status_code=201, response_model=CouponOut, responses=ERRORS)
 def create_coupon(body: CouponIn, principal: PrincipalDep, runtime: RuntimeDep) -> CouponOut:
     """Bind a coupon code to an affiliate: orders using it are theirs (R12: offline, podcasts, social)."""
-    principal.require(Scope.write)
+    principal.require(Scope.write, Permission.MANAGE_AFFILIATES)
     principal.require_program(body.program_id)
     with transaction(runtime.sessions) as session:
         coupon = tracking.create_coupon(
@@ -175,6 +206,15 @@ def create_coupon(body: CouponIn, principal: PrincipalDep, runtime: RuntimeDep) 
             affiliate_id=body.affiliate_id,
             code=body.code,
             now=utcnow(),
+        )
+        audit(
+            session,
+            principal,
+            action="coupon.created",
+            subject_kind="coupon",
+            subject_id=coupon.id,
+            program_id=coupon.program_id,
+            details={"affiliate_id": coupon.affiliate_id},
         )
         return coupon_out(coupon)
 
