@@ -55,6 +55,11 @@ app.add_typer(connectors_app, name="connectors")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(inbound_app, name="inbound")
 app.add_typer(users_app, name="users")
+report_app = typer.Typer(
+    help="The weekly report of a program (the worker e-mails it every Monday from 06:00 UTC).",
+    no_args_is_help=True,
+)
+app.add_typer(report_app, name="report")
 
 out = Console()
 err = Console(stderr=True)
@@ -639,6 +644,39 @@ def inbound_replay(event_id: str) -> None:
     from partnerloop.sync.models import InboundEvent
 
     _replay(InboundEvent, event_id)
+
+
+@report_app.command("send")
+def report_send(
+    program: Annotated[str, typer.Option(help="The program's id.")],
+    week: Annotated[
+        str | None,
+        typer.Option(help="ISO week YYYY-Www, e.g. 2026-W47 (default: the last complete week)."),
+    ] = None,
+) -> None:
+    """Queue the weekly report e-mail of a program; the worker sends it to the program's
+    owners, managers and finance staff and PARTNERLOOP_NOTIFY_EMAIL. Once per program and
+    week: a report already queued (by this command or on Monday) is not sent again."""
+    from partnerloop.analytics.report import parse_week
+    from partnerloop.integrations import weekly_report
+
+    runtime = _runtime()
+    now = utcnow()
+    try:
+        chosen = parse_week(week, today=now.date())
+        with transaction(runtime.sessions) as session:
+            queued = weekly_report.enqueue(
+                session, runtime.cipher, program_id=program, week=chosen, now=now
+            )
+    except DomainError as error:
+        err.print(f"[red]{error.detail}[/red]")
+        raise typer.Exit(1) from None
+    if queued:
+        out.print(f"queued the weekly report of {program} for {chosen.label}")
+    else:
+        out.print(
+            f"the weekly report of {program} for {chosen.label} was queued before: not sent again"
+        )
 
 
 def _redacted(url: str) -> str:

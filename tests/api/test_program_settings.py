@@ -30,10 +30,14 @@ def _url(program_id: str) -> str:
 
 
 def _audit(server: Server, program_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """The program's settings changes in the audit log (not its creation)."""
     with server.runtime.sessions() as db:
         rows = db.scalars(
             select(AuditEntry)
-            .where(AuditEntry.program_id == program_id, AuditEntry.subject_kind == "program")
+            .where(
+                AuditEntry.program_id == program_id,
+                AuditEntry.action == "program.settings_updated",
+            )
             .order_by(AuditEntry.id)
         )
         return [(row.action, row.actor_kind, dict(row.details)) for row in rows]

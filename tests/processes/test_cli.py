@@ -404,6 +404,8 @@ HELP_COMMANDS = [
     ["connectors", "backfill"],
     ["users"],
     ["users", "create"],
+    ["report"],
+    ["report", "send"],
     ["deliveries"],
     ["deliveries", "list"],
     ["deliveries", "replay"],

@@ -33,11 +33,12 @@ def _settings(server: Server, program_id: str) -> ProgramSettings:
 
 
 def _audit(server: Server, program_id: str) -> list[AuditEntry]:
+    """The program's audit entries after its creation (made by the API key)."""
     with server.runtime.sessions() as db:
         return list(
             db.scalars(
                 select(AuditEntry)
-                .where(AuditEntry.program_id == program_id)
+                .where(AuditEntry.program_id == program_id, AuditEntry.action != "program.created")
                 .order_by(AuditEntry.id)
             )
         )
