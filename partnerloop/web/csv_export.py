@@ -4,14 +4,16 @@ CSV injection (OWASP "CSV Injection"): a cell that starts with = + - @ (or a
 tab or carriage return, which some spreadsheets skip before looking) is read
 as a formula, so an affiliate named "=HYPERLINK(...)" could run one on a staff
 member's machine. Such text cells get a leading apostrophe, which spreadsheets
-show as plain text. Numbers (ints, Decimals) are written as they are: a
-negative amount is data, not a formula.
+show as plain text. Numbers (ints, Decimals, and amounts already written as
+text like "-1.50") are written as they are: a negative amount is data, not a
+formula.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -19,6 +21,7 @@ from decimal import Decimal
 from fastapi.responses import Response
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 Cell = str | int | Decimal | date | datetime | None
 
@@ -30,7 +33,9 @@ def safe_cell(value: Cell) -> str:
         return value.isoformat()
     if isinstance(value, date | int | Decimal):
         return str(value)
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+    if value.startswith(FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[Cell]]) -> str:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from partnerloop.core.clock import utcnow
-from partnerloop.web.admin.dashboard import csv_cell
+from partnerloop.web.csv_export import safe_cell as csv_cell
 from tests.conftest import Server, drain
 from tests.factories.affiliates import create_affiliate_api
 from tests.factories.orders import report_order

@@ -10,9 +10,6 @@ of the period as CSV.
 
 from __future__ import annotations
 
-import csv
-import io
-import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
@@ -30,6 +27,7 @@ from partnerloop.core.money import format_amount
 from partnerloop.integrations.reporting import affiliate_names, sync_health_of
 from partnerloop.web.admin.dashboard_formats import Formats
 from partnerloop.web.admin.guard import ProgramChoice, ProgramQuery, Staff, StaffDep
+from partnerloop.web.csv_export import csv_response
 from partnerloop.web.deps import RuntimeDep
 from partnerloop.web.pages import render, translator
 
@@ -187,21 +185,6 @@ def dashboard_page(
 
 # --- CSV -----------------------------------------------------------------------------------
 
-# A cell a spreadsheet would run as a formula (OWASP "CSV Injection"): it starts
-# with one of these (a tab or carriage return is skipped by some spreadsheets
-# before they look). Such cells get a leading apostrophe; our own plain numbers
-# ("-1.50" included) are data and written as they are.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_PLAIN_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
-
-
-def csv_cell(value: str | int) -> str:
-    text = str(value)
-    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
-        return "'" + text
-    return text
-
-
 CSV_COLUMNS = (
     "affiliate_id",
     "name",
@@ -265,25 +248,17 @@ def dashboard_csv(
         names = affiliate_names(
             session, runtime.cipher, (row.affiliate_id for row in everyone.rows)
         )
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in everyone.rows:
-        cells = _csv_row(
-            row.affiliate_id,
-            names.get(row.affiliate_id, ""),
-            row.stats,
-            filters.program.currency,
-            filters.period,
-        )
-        writer.writerow([csv_cell(cell) for cell in cells])
-    return Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": (
-                f'attachment; filename="{_filename(filters.program.id, filters.period)}"'
-            ),
-            "Cache-Control": "no-store",
-        },
+    return csv_response(
+        _filename(filters.program.id, filters.period),
+        CSV_COLUMNS,
+        (
+            _csv_row(
+                row.affiliate_id,
+                names.get(row.affiliate_id, ""),
+                row.stats,
+                filters.program.currency,
+                filters.period,
+            )
+            for row in everyone.rows
+        ),
     )
