@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import BigInteger, Date, String
+from sqlalchemy import BigInteger, Date, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from partnerloop.core.db import Base
@@ -17,6 +17,9 @@ class DailyStats(Base):
     """
 
     __tablename__ = "daily_stats"
+    # The dashboard reads a program's period across all affiliates (per day
+    # for the series): without this it would read every row of the program.
+    __table_args__ = (Index(None, "program_id", "day"),)
 
     program_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     affiliate_id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -9,22 +9,33 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def playwright() -> Iterator[Playwright]:
+    """One Playwright per test run (its sync API allows only one at a time)."""
     if shutil.which("chromium") is None:
         pytest.fail("chromium is missing: run `make browser` (make test does)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox"], headless=True
-        )
-        yield launched
-        launched.close()
+    with sync_playwright() as started:
+        yield started
+
+
+def launch(playwright: Playwright, *extra_args: str) -> Browser:
+    """Debian's chromium, headless, with these command-line switches too."""
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, args=["--no-sandbox", *extra_args], headless=True
+    )
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    launched = launch(playwright)
+    yield launched
+    launched.close()
 
 
 @pytest.fixture

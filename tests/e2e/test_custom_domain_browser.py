@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect
 
 from partnerloop.affiliates import service as affiliates
 from partnerloop.core.db import transaction
 from tests.affiliates.portal_support import PASSWORD, WEBSITE_FIELD, portal_program
 from tests.conftest import Server
-from tests.e2e.conftest import CHROMIUM, screenshot
+from tests.e2e.conftest import launch, screenshot
 from tests.e2e.test_portal_browser import SHOP_HOST, shop  # noqa: F401 (the shop fixture)
 from tests.factories.tracking import BROWSER_UA
 from tests.support.staff import browser_login
@@ -29,16 +29,11 @@ BRAND = "brand-e2e.example"
 
 
 @pytest.fixture(scope="module")
-def brand_browser() -> Iterator[Browser]:
+def brand_browser(playwright: Playwright) -> Iterator[Browser]:
     """Chromium that finds every *.brand-e2e.example at the loopback address."""
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", f"--host-resolver-rules=MAP *.{BRAND} 127.0.0.1"],
-            headless=True,
-        )
-        yield launched
-        launched.close()
+    launched = launch(playwright, f"--host-resolver-rules=MAP *.{BRAND} 127.0.0.1")
+    yield launched
+    launched.close()
 
 
 def _clicks_become(page: Page, url: str, expected: str, *, within: float = 5.0) -> None:

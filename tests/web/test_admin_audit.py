@@ -69,10 +69,12 @@ def test_the_log_shows_the_programs_changes_newest_first_with_who_did_them(
     stored = _stored(server, program["id"])
     assert log.status_code == 200
     assert _entry_ids(log) == [e.id for e in stored]
-    # The API key's sign-up, then the manager's approval on the page.
+    # The API key made the program and signed the affiliate up; the manager
+    # approved on the page.
     assert [(e.action, e.actor_kind) for e in stored] == [
         ("affiliate.approved", "staff"),
         ("affiliate.signed_up", "api_key"),
+        ("program.created", "api_key"),
     ]
     staff_row = log.text[log.text.index(f'id="audit-{stored[0].id}"') :]
     staff_row = staff_row[: staff_row.index("</tr>")]
@@ -92,7 +94,7 @@ def test_the_log_shows_the_programs_changes_newest_first_with_who_did_them(
 def test_the_log_pages_fifty_at_a_time(server: Server) -> None:
     with server.client() as api:
         program = _program(api)
-        for _ in range(26):  # a sign-up and an approval each: 52 entries
+        for _ in range(26):  # a sign-up and an approval each, and the program: 53 entries
             create_affiliate_api(api, program["id"])
     stored = [e.id for e in _stored(server, program["id"])]
 
@@ -102,10 +104,11 @@ def test_the_log_pages_fifty_at_a_time(server: Server) -> None:
             "/admin/audit", params={"program": program["id"], "before": stored[49]}
         )
 
-    assert len(stored) == 52
+    assert len(stored) == 53
     assert _entry_ids(first) == stored[:50]
     assert f"before={stored[49]}" in first.text
     assert _entry_ids(second) == stored[50:]
+    assert len(_entry_ids(second)) == 3
     assert 'rel="next"' not in second.text
 
 
