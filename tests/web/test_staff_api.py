@@ -70,7 +70,13 @@ def _commission_state(server: Server, commission_id: str) -> str:
 
 def _entries(server: Server, subject_id: str) -> list[AuditEntry]:
     with transaction(server.runtime.sessions) as db:
-        rows = list(db.scalars(select(AuditEntry).where(AuditEntry.subject_id == subject_id)))
+        rows = list(
+            db.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.subject_id == subject_id)
+                .order_by(AuditEntry.id)
+            )
+        )
         db.expunge_all()
         return rows
 
