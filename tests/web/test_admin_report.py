@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import re
 import secrets
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, time, timedelta
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from html import unescape
 from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -37,40 +31,10 @@ from tests.factories.orders import report_order
 from tests.factories.programs import create_program_api
 from tests.factories.tracking import click, create_link_api
 from tests.support.clock import Clock, worker
+from tests.support.smtp import Inbox, free_port, smtp_server
 from tests.support.staff import make_staff, signed_in_client
 
 OPS = "ops-report@example.com"
-
-
-class Inbox:
-    """What the SMTP server on loopback accepted."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[Envelope, EmailMessage]] = []
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.content if isinstance(envelope.content, bytes) else b""
-        parsed = message_from_bytes(content, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append((envelope, parsed))
-        return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def smtp_server(port: int) -> Iterator[Inbox]:
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox
-    finally:
-        controller.stop()
 
 
 def shopper(server: Server) -> httpx.Client:
