@@ -21,9 +21,11 @@ from datetime import datetime
 from typing import Literal
 from urllib.parse import urlsplit
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from partnerloop.access import passwords
+from partnerloop.access.models import PortalSession
 from partnerloop.affiliates import service as affiliates
 from partnerloop.affiliates.models import Affiliate, Enrollment
 from partnerloop.audit import service as audit
@@ -409,3 +411,22 @@ def payout_details_of(cipher: FieldCipher, affiliate: Affiliate) -> PayoutDetail
         iban=data.get("iban"),
         paypal_email=data.get("paypal_email"),
     )
+
+
+def set_password(
+    session: Session, cipher: FieldCipher, affiliate: Affiliate, password: str, *, now: datetime
+) -> FieldError | None:
+    """A new portal password (checked like at signup); every open portal session
+    of the affiliate ends. Also how an affiliate staff signed up (no password
+    yet) gets one: through a reset link sent to their own e-mail."""
+    email = affiliates.view(session, cipher, affiliate).email
+    problem = check_password(password, email=email)
+    if problem is not None:
+        return problem
+    affiliate.password_hash = passwords.hash_password(password)
+    session.execute(
+        update(PortalSession)
+        .where(PortalSession.affiliate_id == affiliate.id, PortalSession.ended_at.is_(None))
+        .values(ended_at=now)
+    )
+    return None

@@ -53,7 +53,7 @@ FIELD_PREFIX = "field_"  # the program's own questions, apart from ours in the f
 RETURN_PAGES = ("/", "/links", "/coupons", "/payouts")
 
 
-def _pre_login_page(
+def pre_login_page(
     request: Request,
     runtime: Runtime,
     portal: Portal,
@@ -78,7 +78,7 @@ def _pre_login_page(
     return response
 
 
-def _form_is_ours(request: Request, csrf: str) -> bool:
+def form_is_ours(request: Request, csrf: str) -> bool:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE) or ""
     return bool(expected) and hmac.compare_digest(expected.encode(), csrf.encode())
 
@@ -109,7 +109,7 @@ def _signup_page(
     alert: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    return _pre_login_page(
+    return pre_login_page(
         request,
         runtime,
         portal,
@@ -144,7 +144,7 @@ def _signup(program_id: str, request: Request, runtime: Runtime, raw: dict[str, 
     portal = open_portal(request, runtime, program_id)
     t = translator(request, preferred=portal.language)
     values = {k: v for k, v in raw.items() if k not in ("password", "csrf")}
-    if not _form_is_ours(request, raw.get("csrf", "")):
+    if not form_is_ours(request, raw.get("csrf", "")):
         return _signup_page(
             request, runtime, portal, status=403, values=values, alert=t("portal.stale_form")
         )
@@ -221,7 +221,7 @@ def login_form(program_id: str, request: Request, runtime: RuntimeDep) -> Respon
     portal = open_portal(request, runtime, program_id)
     if portal.viewer is not None:
         return redirect(f"{portal.base}/")
-    return _pre_login_page(request, runtime, portal, "portal/login.html", error=None, email="")
+    return pre_login_page(request, runtime, portal, "portal/login.html", error=None, email="")
 
 
 @router.post("/portal/{program_id}/login")
@@ -237,7 +237,7 @@ def login(
     t = translator(request, preferred=portal.language)
 
     def again(status: int, error: str, headers: dict[str, str] | None = None) -> Response:
-        return _pre_login_page(
+        return pre_login_page(
             request,
             runtime,
             portal,
@@ -248,7 +248,7 @@ def login(
             headers=headers,
         )
 
-    if not _form_is_ours(request, csrf):
+    if not form_is_ours(request, csrf):
         return again(403, t("portal.stale_form"))
     now = utcnow()
     keys = throttle.keys_for(

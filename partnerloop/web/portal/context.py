@@ -81,6 +81,7 @@ class Brand:
     brand_color: str
     accent_color: str
     texts: dict[str, dict[str, str]]
+    mail_sender: str | None = None  # the From of the portal's e-mails (None: the default)
 
     def text(self, key: str, language: str) -> str | None:
         """The program's text in this language, else in English, else None."""
@@ -108,6 +109,7 @@ def brand_of(program: Program) -> Brand:
         if _COLOR_RE.match(branding.accent_color)
         else DEFAULT_ACCENT_COLOR,
         texts={str(k): v for k, v in texts.items() if isinstance(v, dict)},
+        mail_sender=branding.mail_sender,
     )
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from partnerloop.web.portal import api, auth, dashboard, links, payouts
+from partnerloop.web.portal import api, auth, dashboard, links, password, payouts
 
 router = APIRouter(include_in_schema=False)
-for _module in (dashboard, auth, links, payouts, api):
+for _module in (dashboard, auth, password, links, payouts, api):
     router.include_router(_module.router)
