@@ -61,6 +61,8 @@ def seed(runtime: Runtime) -> DemoSeed:
                 now=now,
             )
             program, token = created.program, created.postback_token
+            # Anyone trying the portal gets in at once (a real program may review).
+            program.signup_approval = "auto"
         else:
             token = programs.rotate_postback_token(session, program_id=program.id)
         for position, (email, name) in enumerate(DEMO_AFFILIATES):
@@ -158,6 +160,12 @@ def _print_banner(console: Console, base: str, demo: DemoSeed, traffic: bool) ->
         console.print(text, soft_wrap=True, **options)  # type: ignore[arg-type]
 
     print_line(f"\n[bold green]partnerloop demo is running at {base}[/bold green]")
+    print_line(f"  admin pages:     {base}/admin/login")
+    print_line(
+        "                   (make your account first: "
+        "partnerloop users create --email <you> --role owner)"
+    )
+    print_line(f"  affiliate portal: {base}/portal/{demo.program_id}/signup")
     print_line(f"  API docs:        {base}/docs")
     print_line(f"  stats:           {base}/api/v1/stats?program_id={demo.program_id}")
     print_line(f"  program:         {demo.program_id}")

@@ -151,6 +151,8 @@ def test_demo_banner_keeps_each_url_on_one_line() -> None:
     # Then every URL it shows can be copied from one line
     lines = out.getvalue().splitlines()
     wanted = [
+        f"{base}/admin/login",
+        f"{base}/portal/{program_id}/signup",
         f"{base}/api/v1/stats?program_id={program_id}",
         f"{base}/postback?token={seed.postback_token}&order_id=...&amount=...",
         f'"{base}/api/v1/commissions?program_id={program_id}"',
