@@ -39,6 +39,7 @@ from partnerloop.web.admin.manage_helpers import (
     day,
     is_htmx,
     link,
+    row_fragment,
     see_other,
     when,
 )
@@ -333,15 +334,14 @@ def _change_status(
         row = _row(runtime.cipher, member, chosen.currency)
     back = back_to(next, link("/admin/affiliates", program=chosen.id))
     if is_htmx(request):
-        return render(
+        return row_fragment(
             request,
             "admin/affiliates_row.html",
-            language=staff.language,
             staff=staff,
             program=chosen,
             row=row,
-            can_manage=True,
             back=back,
+            can_manage=True,
         )
     return see_other(back)
 

@@ -39,6 +39,7 @@ from partnerloop.web.admin.manage_helpers import (
     day,
     is_htmx,
     link,
+    row_fragment,
     see_other,
     when,
 )
@@ -261,15 +262,14 @@ def _answer(
             runtime.cipher,
             [commissions.get_or_raise(session, commission_id, program_id=program.id)],
         )[0]
-    return render(
+    return row_fragment(
         request,
         "admin/commissions_row.html",
-        language=staff.language,
         staff=staff,
         program=program,
         row=row,
-        can_review=True,
         back=back,
+        can_review=True,
     )
 
 

@@ -36,6 +36,7 @@ from partnerloop.web.admin.manage_helpers import (
     back_to,
     is_htmx,
     link,
+    row_fragment,
     see_other,
     when,
 )
@@ -190,15 +191,14 @@ def _switch(
         shown = _row(row, public_url=runtime.settings.public_url, health=health)
     back = back_to(next, link("/admin/connectors", program=chosen.id))
     if is_htmx(request):
-        return render(
+        return row_fragment(
             request,
             "admin/connectors_row.html",
-            language=staff.language,
             staff=staff,
             program=chosen,
             row=shown,
-            can_manage=True,
             back=back,
+            can_manage=True,
         )
     return see_other(back)
 

@@ -31,6 +31,7 @@ from partnerloop.web.admin.manage_helpers import (
     back_to,
     is_htmx,
     link,
+    row_fragment,
     see_other,
     when,
 )
@@ -223,15 +224,14 @@ def replay(
         row = _row(replayed)
     wake_worker(request)
     if is_htmx(request):
-        return render(
+        return row_fragment(
             request,
             "admin/deliveries_row.html",
-            language=staff.language,
             staff=staff,
             program=chosen,
             row=row,
-            can_manage=True,
             back=back_to(next, link("/admin/deliveries", program=chosen.id)),
+            can_manage=True,
         )
     default = link(f"/admin/deliveries/{message_id}", program=chosen.id, replayed="1")
     return see_other(back_to(next, default) if next else default)

@@ -10,12 +10,13 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Form, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from partnerloop.audit import service as audit_log
 from partnerloop.core.clock import utcnow
-from partnerloop.web.admin.guard import Staff
+from partnerloop.web.admin.guard import ProgramChoice, Staff
+from partnerloop.web.pages import render
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 500
@@ -46,6 +47,29 @@ HTMX_CONFIG = json.dumps(
 
 def is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
+
+
+def row_fragment(
+    request: Request,
+    template: str,
+    *,
+    staff: Staff,
+    program: ProgramChoice,
+    row: object,
+    back: str,
+    **flags: bool,
+) -> Response:
+    """The one table row an HTMX action changed, rendered in place."""
+    return render(
+        request,
+        template,
+        language=staff.language,
+        staff=staff,
+        program=program,
+        row=row,
+        back=back,
+        **flags,
+    )
 
 
 def see_other(location: str) -> RedirectResponse:

@@ -158,7 +158,7 @@ def _move(
             subject_kind="commission",
             subject_id=row.id,
             program_id=row.program_id,
-            details={"reason": reason} if reason else None,
+            # The reason stays on the commission: free text is kept out of the log.
         )
         return commission_out(row)
 
