@@ -1,25 +1,30 @@
 """Benchmark of the click redirect GET /r/{code}, side by side in one run.
 
-Variants, each a uvicorn server in a process of its own (1 worker, uvloop,
-httptools, access log off), loaded over loopback by a separate load generator
-process (wrk if installed, else a small asyncio client in a subprocess):
+Variants, each a server of its own on 127.0.0.1, loaded over loopback by a
+separate load generator process (wrk if installed, else a small asyncio client):
 
-  A  bare ASGI callable answering 302 (the ceiling for any Python redirect)
-  B  partnerloop's app (create_app) on the embedded default SQLite: every click
-     is committed (group commit) before its 302
-  C  the same on PostgreSQL, in a throw-away schema (skipped if unreachable)
+  N  nginx answering `return 302` (Debian's nginx, installed when missing)
+  S  a bare Starlette app under uvicorn answering the same 302 without recording
+     anything (as many uvicorn workers as partnerloop gets: --workers)
+  A  a bare ASGI callable under uvicorn (the ceiling for any Python server)
+  B  `partnerloop serve` on the embedded default SQLite: every click is committed
+     (group commit) before its 302; its in-process worker runs too
+  C  `partnerloop serve` on PostgreSQL in a throw-away schema, plus one
+     `partnerloop worker` process (skipped if PostgreSQL is unreachable)
   D  naive contrast: a FastAPI route doing resolve_link + write_clicks + commit
-     per request through partnerloop's services, on SQLite
+     per request through partnerloop's services, on SQLite (not run by default)
 
 The machine is shared and noisy, so all servers run at once, the variants are
 measured in interleaved rounds (order reversed every other round), and ratios
-to A are computed within each round. After every measured run of B, C and D
-the clicks table is counted and compared with the 302s the load generator got;
-for B and C the group-commit batch sizes come from GET /metrics.
+(to S and to N) are computed within each round. After every measured run of
+B, C and D the clicks table is counted and compared with the 302s the load
+generator got; for B and C the group-commit batch sizes come from GET
+/metrics, and the peak resident memory of serve (and its worker) is read from
+/proc.
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/redirect.py [--duration 10] [--connections 32]
+    .venv/bin/python benchmarks/redirect.py [--duration 10] [--connections 64]
 """
 
 from __future__ import annotations
@@ -52,11 +57,15 @@ USER_AGENT = (
     "(KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 )
 VARIANTS = {
-    "A": "bare ASGI 302 (baseline)",
-    "B": "partnerloop, SQLite, group commit",
-    "C": "partnerloop, PostgreSQL, group commit",
-    "D": "naive FastAPI route, SQLite, INSERT+commit per click",
+    "N": "nginx `return 302`",
+    "S": "bare Starlette 302 (reference)",
+    "A": "bare ASGI callable 302",
+    "B": "partnerloop serve, SQLite",
+    "C": "partnerloop serve, PostgreSQL",
+    "D": "naive FastAPI route, SQLite, commit per click",
 }
+RECORDING = ("B", "C", "D")  # variants that store clicks
+PARTNERLOOP = ("B", "C")  # `partnerloop serve` itself
 MARK = "BENCHJSON "
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -85,6 +94,18 @@ async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": b""})
+
+
+def starlette_app() -> Any:
+    """Variant S: the same 302 from a plain Starlette route, recording nothing."""
+    from starlette.applications import Starlette
+    from starlette.responses import RedirectResponse
+    from starlette.routing import Route
+
+    async def redirect(request: Any) -> RedirectResponse:
+        return RedirectResponse("https://demo-shop.example/products/1", status_code=302)
+
+    return Starlette(routes=[Route("/r/{code}", redirect)])
 
 
 def naive_app(runtime: Any) -> Any:
@@ -132,30 +153,33 @@ def naive_app(runtime: Any) -> Any:
     return api
 
 
-def serve(variant: str, port: int) -> None:
+def serve(variant: str, port: int, workers: int) -> None:
     import uvicorn
 
     lifespan: Literal["on", "off"] = "on"
-    if variant == "A":
-        app: Any = bare_app
+    if variant in ("A", "S"):
+        # An import string: uvicorn needs one to start more than one worker.
+        app: Any = f"redirect:{'bare_app' if variant == 'A' else 'starlette_app'}"
         lifespan = "off"
+        sys.path.insert(0, str(Path(__file__).parent))
     else:
         from partnerloop.core import logs
         from partnerloop.core.settings import Settings
         from partnerloop.runtime import build_runtime
-        from partnerloop.web.app import create_app
 
         settings = Settings.from_env()  # PARTNERLOOP_* set by the parent
         logs.configure(settings.log_level)
         runtime = build_runtime(settings)
-        app = create_app(runtime) if variant in ("B", "C") else naive_app(runtime)
+        app = naive_app(runtime)
+        workers = 1
     uvicorn.run(
         app,
         host="127.0.0.1",
         port=port,
         loop="uvloop",
         http="httptools",
-        workers=1,
+        workers=workers,
+        factory=variant == "S",
         lifespan=lifespan,
         log_level="warning",
         access_log=False,
@@ -374,15 +398,51 @@ class Server:
     log_path: Path
     runtime: Any = None  # the parent's own Runtime on the same database (for counting)
     codes: list[str] = field(default_factory=list)
+    helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)  # e.g. a worker
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def pids(self) -> list[int]:
+        """The server process, its children (nginx and uvicorn workers) and helpers."""
+        roots = [self.process.pid, *(p.pid for p in self.helpers)]
+        return roots + [pid for root in roots for pid in children(root)]
+
     def cpu_seconds(self) -> float:
-        # utime + stime of the whole process (all its threads).
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return sum(cpu_of(pid) for pid in self.pids())
+
+    def peak_rss_mb(self) -> float:
+        """Peak resident memory (VmHWM), summed over the processes."""
+        return sum(status_kb(pid, "VmHWM") for pid in self.pids()) / 1024
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def cpu_of(pid: int) -> float:
+    # utime + stime of the whole process (all its threads).
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def status_kb(pid: int, key: str) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
 
 
 def free_port() -> int:
@@ -391,23 +451,86 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(variant: str, env: dict[str, str], workdir: Path) -> Server:
+NGINX_CONF = """
+worker_processes %(workers)s;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/nginx-error.log warn;
+daemon off;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %(dir)s/body;
+  proxy_temp_path %(dir)s/proxy;
+  fastcgi_temp_path %(dir)s/fastcgi;
+  uwsgi_temp_path %(dir)s/uwsgi;
+  scgi_temp_path %(dir)s/scgi;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:%(port)d;
+    location / { return 302 https://demo-shop.example/products/1; }
+  }
+}
+"""
+
+
+def ensure_tools(need_nginx: bool, want_wrk: bool) -> None:
+    """wrk and nginx from Debian, installed when missing (the machine reaches its mirror)."""
+    missing = [t for t, wanted in (("wrk", want_wrk), ("nginx", need_nginx)) if wanted]
+    missing = [t for t in missing if not shutil.which(t) and not Path(f"/usr/sbin/{t}").exists()]
+    if not missing:
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    log(f"installing {', '.join(missing)} from Debian")
+    command = [*sudo, "apt-get", "install", "-y", "-q", *missing]
+    if subprocess.run(command, capture_output=True, check=False).returncode != 0:
+        subprocess.run([*sudo, "apt-get", "update", "-q"], capture_output=True, check=False)
+        subprocess.run(command, capture_output=True, check=False)
+
+
+def start_server(
+    variant: str, env: dict[str, str], workdir: Path, args: argparse.Namespace
+) -> Server:
     port = free_port()
     log_path = workdir / f"server-{variant}.log"
     child_env = {**os.environ, **env, "PARTNERLOOP_LOG_LEVEL": "warning"}
+    if variant == "N":
+        nginx_dir = workdir / "nginx"
+        nginx_dir.mkdir()
+        conf = nginx_dir / "nginx.conf"
+        conf.write_text(
+            NGINX_CONF % {"workers": args.nginx_workers, "dir": nginx_dir, "port": port}
+        )
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        command = [nginx, "-c", str(conf), "-p", str(nginx_dir)]
+    elif variant in PARTNERLOOP:
+        # The real command, as a merchant runs it.
+        command = [str(Path(sys.executable).parent / "partnerloop"), "serve", "--port", str(port)]
+    else:
+        command = [sys.executable, __file__, "--serve", variant, "--port", str(port)]
+        command += ["--workers", str(args.workers)]
     with log_path.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", variant, "--port", str(port)],
+            command,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=child_env,
             start_new_session=True,  # Ctrl-C reaches the parent only; it stops the children
         )
-    return Server(variant, port, process, log_path)
+    server = Server(variant, port, process, log_path)
+    if variant == "C":  # on PostgreSQL the worker is a process of its own
+        with (workdir / "worker-C.log").open("wb") as out:
+            worker = [str(Path(sys.executable).parent / "partnerloop"), "worker"]
+            server.helpers.append(
+                subprocess.Popen(
+                    worker, stdout=out, stderr=subprocess.STDOUT, env=child_env,
+                    start_new_session=True,
+                )
+            )  # fmt: skip
+    return server
 
 
 def wait_ready(server: Server, timeout: float = 60.0) -> None:
-    path = "/r/ready-probe" if server.variant == "A" else "/healthz"
+    path = "/healthz" if server.variant in RECORDING else "/r/ready-probe"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -422,13 +545,14 @@ def wait_ready(server: Server, timeout: float = 60.0) -> None:
 
 
 def stop_server(server: Server) -> None:
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+    for process in [server.process, *server.helpers]:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     if server.runtime is not None:
         server.runtime.close()
 
@@ -506,7 +630,7 @@ def wait_quiet(server: Server) -> None:
     last = None
     for _ in range(50):
         time.sleep(0.2)
-        if server.variant in ("B", "C"):
+        if server.variant in PARTNERLOOP:
             now: Any = redirects_answered(scrape_metrics(server))
         elif server.runtime is not None:
             now = db_counts(server.runtime)
@@ -528,7 +652,7 @@ def snapshot(server: Server) -> Snapshot:
     if server.runtime is None:
         return Snapshot()
     rows, rollup = db_counts(server.runtime)
-    metrics = scrape_metrics(server) if server.variant in ("B", "C") else {}
+    metrics = scrape_metrics(server) if server.variant in PARTNERLOOP else {}
     return Snapshot(rows, rollup, metrics)
 
 
@@ -542,6 +666,12 @@ class Run:
     rollup: int | None = None
     metrics: dict[tuple[str, str], float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+
+    @property
+    def per_cpu_second(self) -> float:
+        """Requests answered per second of the server's own CPU (wrk shares the cores)."""
+        return self.load.requests / self.server_cpu if self.server_cpu else 0.0
 
     def metric(self, name: str, label: str = "") -> float:
         return self.metrics.get((name, label), 0.0)
@@ -560,7 +690,7 @@ def measure(server: Server, tool: str, args: argparse.Namespace, rnd: int, workd
         workdir=workdir,
     )
     cpu = server.cpu_seconds() - cpu_before
-    run = Run(server.variant, rnd, load, cpu)
+    run = Run(server.variant, rnd, load, cpu, peak_rss_mb=server.peak_rss_mb())
     if load.other:
         run.problems.append(f"{load.other} non-302 answers")
     if load.socket_errors:
@@ -580,7 +710,7 @@ def measure(server: Server, tool: str, args: argparse.Namespace, rnd: int, workd
         run.problems.append(f"clicks rows {run.rows} vs 302s {load.s302}")
     if run.rollup != run.rows:
         run.problems.append(f"daily_stats clicks {run.rollup} != rows {run.rows}")
-    if server.variant in ("B", "C"):
+    if server.variant in PARTNERLOOP:
         recorded = run.metric("partnerloop_redirects_total", "recorded")
         written = run.metric("partnerloop_clicks_written_total")
         if not recorded == written == run.rows:
@@ -637,14 +767,18 @@ def _le(bound: str) -> str:
     return bound if bound == "+Inf" else f"{float(bound)}"
 
 
-def ratio_by_round(runs: list[Run], variant: str, attr: str) -> float | None:
-    """Median over rounds of (variant / A in the same round)."""
+def _figure(run: Run, attr: str) -> float:
+    return float(getattr(run.load, attr) if hasattr(run.load, attr) else getattr(run, attr))
+
+
+def ratio_by_round(runs: list[Run], variant: str, attr: str, base: str) -> float | None:
+    """Median over rounds of (variant / base in the same round)."""
     ratios = []
     for rnd in {r.round for r in runs}:
         mine = [r for r in runs if r.variant == variant and r.round == rnd]
-        base = [r for r in runs if r.variant == "A" and r.round == rnd]
-        if mine and base and getattr(base[0].load, attr):
-            ratios.append(getattr(mine[0].load, attr) / getattr(base[0].load, attr))
+        base_runs = [r for r in runs if r.variant == base and r.round == rnd]
+        if mine and base_runs and _figure(base_runs[0], attr):
+            ratios.append(_figure(mine[0], attr) / _figure(base_runs[0], attr))
     return statistics.median(ratios) if ratios else None
 
 
@@ -656,34 +790,41 @@ def report(runs: list[Run], args: argparse.Namespace, tool: str) -> str:
     lines = []
     variants = [v for v in VARIANTS if any(r.variant == v for r in runs)]
     rounds = max(r.round for r in runs)
+    bases = [b for b in ("S", "N") if b in variants]
     lines.append(
         f"Load: {tool}, {args.threads} thread(s), {args.connections} connections, "
-        f"{args.duration:g} s per run, {rounds} interleaved round(s); "
-        "figures are medians over rounds, ratios are to A within the same round."
+        f"{args.duration:g} s per run, {rounds} interleaved round(s); uvicorn workers: "
+        f"{args.workers}, nginx worker_processes: {args.nginx_workers}. Figures are medians "
+        "over rounds; ratios are taken within each round, then the median."
     )
     lines.append("")
-    lines.append(
-        "| variant | req/s | req/s vs A | p50 ms | p50 vs A | p99 ms | p99 vs A "
-        "| server CPU µs/req | 302s | clicks stored | check |"
-    )
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    head = "| variant | req/s | " + "".join(f"vs {b} | " for b in bases)
+    head += "p50 ms | p99 ms | server CPU µs/req | req per server CPU-s | "
+    head += "".join(f"CPU-s vs {b} | " for b in bases)
+    head += "peak RSS MB | 302s | clicks stored | check |"
+    lines.append(head)
+    lines.append("|---|" + "---:|" * (head.count("|") - 3) + "---|")
+    med = statistics.median
     for v in variants:
         mine = [r for r in runs if r.variant == v]
-        med = statistics.median
         rps = med(r.load.rps for r in mine)
         p50 = med(r.load.p50_ms for r in mine)
         p99 = med(r.load.p99_ms for r in mine)
         cpu = med(1e6 * r.server_cpu / r.load.requests for r in mine if r.load.requests)
+        per_cpu = med(r.per_cpu_second for r in mine)
         s302 = sum(r.load.s302 for r in mine)
+        rss = max(r.peak_rss_mb for r in mine)
         rows = "-" if mine[0].rows is None else f"{sum(r.rows or 0 for r in mine):,}"
         problems = [p for r in mine for p in r.problems]
         check = "; ".join(problems) if problems else ("ok" if mine[0].rows is not None else "-")
-        lines.append(
-            f"| {v}: {VARIANTS[v]} | {rps:,.0f} | {fmt_ratio(ratio_by_round(runs, v, 'rps'))} "
-            f"| {p50:.2f} | {fmt_ratio(ratio_by_round(runs, v, 'p50_ms'))} "
-            f"| {p99:.2f} | {fmt_ratio(ratio_by_round(runs, v, 'p99_ms'))} "
-            f"| {cpu:,.0f} | {s302:,} | {rows} | {check} |"
+        line = f"| {v}: {VARIANTS[v]} | {rps:,.0f} | "
+        line += "".join(f"{fmt_ratio(ratio_by_round(runs, v, 'rps', b))} | " for b in bases)
+        line += f"{p50:.2f} | {p99:.2f} | {cpu:,.0f} | {per_cpu:,.0f} | "
+        line += "".join(
+            f"{fmt_ratio(ratio_by_round(runs, v, 'per_cpu_second', b))} | " for b in bases
         )
+        line += f"{rss:,.0f} | {s302:,} | {rows} | {check} |"
+        lines.append(line)
     lines.append("")
     lines.append("Per run:")
     lines.append("")
@@ -701,7 +842,7 @@ def report(runs: list[Run], args: argparse.Namespace, tool: str) -> str:
             f"| {100 * r.load.cpu_seconds / r.load.seconds:.0f} | {r.load.s302:,} "
             f"| {r.load.other} | {rows} | {extra} |"
         )
-    group = [r for r in runs if r.variant in ("B", "C")]
+    group = [r for r in runs if r.variant in PARTNERLOOP]
     if group:
         lines.append("")
         lines.append("Group commit (from /metrics, deltas over each measured run):")
@@ -731,11 +872,17 @@ def report(runs: list[Run], args: argparse.Namespace, tool: str) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
-    parser.add_argument("--connections", type=int, default=32, help="open connections")
-    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--connections", type=int, default=64, help="open connections")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="uvicorn workers of S and A (partnerloop: 1)"
+    )
+    parser.add_argument(
+        "--nginx-workers", default="auto", help="nginx worker_processes (default: auto)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds (round 1)")
-    parser.add_argument("--variants", default="ABCD", help="which variants, e.g. ABC")
+    parser.add_argument("--variants", default="NSABC", help="which variants, e.g. NSB (D: naive)")
     parser.add_argument("--pg-url", default=os.environ.get("PARTNERLOOP_TEST_PG", PG_URL_DEFAULT))
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--json", type=Path, help="also write the raw figures here")
@@ -749,7 +896,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, args.workers)
         return
     if args.loadgen_child:
         with contextlib.suppress(ImportError):
@@ -767,8 +914,12 @@ def main() -> None:
     if tool == "python":
         log("load generator: the asyncio fallback (wrk not found or --loadgen python)")
     wanted = [v for v in VARIANTS if v in args.variants.upper()]
-    if "A" not in wanted:
-        wanted.insert(0, "A")  # the baseline every ratio refers to
+    if "S" not in wanted:
+        wanted.insert(0, "S")  # the reference the targets refer to
+    ensure_tools("N" in wanted, args.loadgen != "python")
+    if "N" in wanted and not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
+        log("nginx is not installed and could not be: skipping N")
+        wanted.remove("N")
     workdir = Path(tempfile.mkdtemp(prefix="partnerloop-bench-"))
     servers: list[Server] = []
     pg: tuple[Any, str] | None = None
@@ -777,7 +928,7 @@ def main() -> None:
         for variant in wanted:
             env: dict[str, str] = {}
             runtime, codes = None, ["bench1", "bench2", "bench3"]
-            if variant in ("B", "C", "D"):
+            if variant in RECORDING:
                 data_dir = workdir / f"data-{variant}"
                 url = None
                 if variant == "C":
@@ -790,12 +941,12 @@ def main() -> None:
                 env["PARTNERLOOP_DATA_DIR"] = str(data_dir)
                 if url:
                     env["PARTNERLOOP_DATABASE_URL"] = url
-            server = start_server(variant, env, workdir)
+            server = start_server(variant, env, workdir, args)
             server.runtime, server.codes = runtime, codes
             servers.append(server)
         for server in servers:
             wait_ready(server)
-            if server.variant != "A":  # one real click: 302 with a click id
+            if server.variant in RECORDING:  # one real click: 302 with a click id
                 answer = httpx.get(f"{server.base}/r/{server.codes[0]}", timeout=10.0)
                 location = answer.headers.get("location", "")
                 if answer.status_code != 302 or "plclid=" not in location:
@@ -840,7 +991,8 @@ def main() -> None:
                                 "server_cpu": r.server_cpu,
                                 "rows": r.rows,
                                 "rollup": r.rollup,
-                                "batch": batch_stats(r) if r.variant in ("B", "C") else None,
+                                "batch": batch_stats(r) if r.variant in PARTNERLOOP else None,
+                                "peak_rss_mb": r.peak_rss_mb,
                                 "problems": r.problems,
                             }
                             for r in runs

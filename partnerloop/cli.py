@@ -136,17 +136,41 @@ def init() -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Server processes sharing the port (each with its own click writer, and "
+            "on SQLite its own in-process worker). 1 is right for most machines.",
+        ),
+    ] = 1,
 ) -> None:
     """Run the web server (API, redirects, postbacks). On SQLite it also runs the worker."""
     import uvicorn
 
-    from partnerloop.web.app import create_app
-
     settings = _settings()
     logs.configure(settings.log_level)
-    runtime = _runtime(settings)
+    runtime = _runtime(settings)  # checks the schema before anything listens
+    # uvicorn's own X-Forwarded-* rewriting only when we trust a proxy, and then for
+    # any peer, as PARTNERLOOP_TRUST_FORWARDED_FOR says: one setting decides, and the
+    # click path does not pay for a header scan it would ignore.
+    proxy = {
+        "proxy_headers": settings.trust_forwarded_for,
+        "forwarded_allow_ips": "*" if settings.trust_forwarded_for else None,
+    }
+    common = {"host": host, "port": port, "log_level": settings.log_level, "access_log": False}
+    if workers == 1:
+        from partnerloop.web.app import create_app
+
+        uvicorn.run(create_app(runtime), **common, **proxy)  # type: ignore[arg-type]
+        return
+    runtime.close()  # each worker process builds its own
     uvicorn.run(
-        create_app(runtime), host=host, port=port, log_level=settings.log_level, access_log=False
+        "partnerloop.web.asgi:app_from_environment",
+        factory=True,
+        workers=workers,
+        **common,  # type: ignore[arg-type]
+        **proxy,  # type: ignore[arg-type]
     )
 
 

@@ -1,95 +1,151 @@
 """Group commit for clicks: every redirect waits until its click is on disk,
 but many redirects share one commit.
 
-While one batch commits (in a thread, the database driver is synchronous), the
-clicks that arrive queue up and go into the next batch together. At low
-traffic a click waits for one small commit; at high traffic a commit carries
-hundreds of clicks, which is how the redirect stays fast without acknowledging
-a click that is not stored.
+A thread of its own owns the writes, on a database connection of its own.
+While it commits one batch, the clicks that arrive queue up and go into the
+next batch together: at low traffic a click waits for one small commit, at
+high traffic a commit carries as many clicks as arrived meanwhile (up to
+PARTNERLOOP_CLICK_BATCH_MAX). That is how the redirect stays fast without
+acknowledging a click that is not stored.
+
+Where the time goes decides the shape (benchmarks/RESULTS.md): a commit's
+fsync is the floor of every click's wait, so the writer's turn is kept short.
+Each click's row is prepared (IP encrypted, user agent classified) on the
+event loop as it arrives, while the previous batch is on its way to disk; the
+writer only inserts and commits, on a connection it keeps (no pool checkout,
+reset and session set-up per batch), and hands a batch's answers back to the
+loop in one call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
+from collections import deque
 
-import anyio
-import anyio.to_thread
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
 
-from partnerloop.core.db import transaction
+from partnerloop.core.db import WRITE_OPTION
 from partnerloop.runtime import Runtime
 from partnerloop.tracking import service as tracking
-from partnerloop.tracking.service import ClickRecord
+from partnerloop.tracking.service import ClickRecord, ClickRow
 from partnerloop.web import metrics
 
 log = logging.getLogger("partnerloop.clicks")
+
+_Pending = tuple[ClickRow, "asyncio.Future[bool]"]
 
 
 class ClickWriter:
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
         self._max = runtime.settings.click_batch_max
-        self._queue: asyncio.Queue[tuple[ClickRecord, asyncio.Future[bool]]] | None = None
-        self._task: asyncio.Task[None] | None = None
-        # A thread of its own: behind anyio's shared default pool (which FastAPI's
-        # sync endpoints use too) a burst of slow API calls would stall every redirect.
-        self._limiter = anyio.CapacityLimiter(1)
+        self._pending: deque[_Pending] = deque()
+        self._wake = threading.Event()
+        self._idle = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._connection: Connection | None = None
+        self._session: Session | None = None
 
     async def record(self, click: ClickRecord) -> bool:
         """Queue a click and wait for its commit. False if the commit failed."""
-        if self._task is None or self._task.done():
-            self._fail_leftovers()
-            self._queue = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._run())
-        assert self._queue is not None
+        if self._thread is None or not self._thread.is_alive():
+            self._start()
+        row = tracking.click_row(click, self._runtime.cipher)
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((click, done))
+        self._pending.append((row, done))
+        if self._idle:
+            self._wake.set()
         return await done
 
     async def close(self) -> None:
         """Commit what is queued, then stop (on shutdown)."""
-        if self._task is None:
+        thread = self._thread
+        if thread is None:
             return
-        assert self._queue is not None
-        await self._queue.join()
-        self._task.cancel()
-        self._task = None
+        self._stopping = True
+        self._wake.set()
+        await asyncio.to_thread(thread.join)
+        self._thread = None
+        self._answer(self._take_all(), ok=False)  # only if the thread died first
 
-    def _fail_leftovers(self) -> None:
-        """Clicks queued to a writer task that died are answered 'not recorded'
-        (their shoppers are still redirected) instead of waiting forever."""
-        while self._queue is not None and not self._queue.empty():
-            _, done = self._queue.get_nowait()
+    def _start(self) -> None:
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="click-writer", daemon=True)
+        self._thread.start()
+
+    def _take_all(self) -> list[_Pending]:
+        taken = []
+        while self._pending:
+            taken.append(self._pending.popleft())
+        return taken
+
+    def _run(self) -> None:
+        pending = self._pending
+        try:
+            while True:
+                if not pending:
+                    if self._stopping:
+                        return
+                    self._idle = True
+                    if not pending:  # re-checked after saying so: record() sets the event
+                        self._wake.wait()
+                    self._wake.clear()
+                    self._idle = False
+                    continue
+                batch = [pending.popleft() for _ in range(min(len(pending), self._max))]
+                ok = self._commit([row for row, _ in batch])
+                self._hand_back(batch, ok)
+        finally:
+            self._disconnect()
+
+    def _hand_back(self, batch: list[_Pending], ok: bool) -> None:
+        """One call into each waiting event loop (in a server there is one)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        for item in batch:
+            by_loop.setdefault(item[1].get_loop(), []).append(item)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there
+                loop.call_soon_threadsafe(self._answer, items, ok)
+
+    @staticmethod
+    def _answer(batch: list[_Pending], ok: bool) -> None:
+        for _, done in batch:
             if not done.done():
-                done.set_result(False)
+                done.set_result(ok)
 
-    async def _run(self) -> None:
-        assert self._queue is not None
-        queue = self._queue
-        while True:
-            batch = [await queue.get()]
-            while len(batch) < self._max and not queue.empty():
-                batch.append(queue.get_nowait())
-            ok = await self._commit([click for click, _ in batch])
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(ok)
-                queue.task_done()
-
-    async def _commit(self, clicks: list[ClickRecord]) -> bool:
+    def _commit(self, rows: list[ClickRow]) -> bool:
         started = time.perf_counter()
         try:
-            await anyio.to_thread.run_sync(self._write, clicks, limiter=self._limiter)
+            session = self._session or self._connect()
+            with session.begin():
+                tracking.write_click_rows(session, rows)
         except Exception:
             metrics.CLICK_WRITE_FAILURES.inc()
-            log.exception("could not commit %d clicks", len(clicks))
+            log.exception("could not commit %d clicks", len(rows))
+            self._disconnect()  # the next batch starts on a fresh connection
             return False
         metrics.CLICK_COMMIT_SECONDS.observe(time.perf_counter() - started)
-        metrics.CLICK_BATCH_SIZE.observe(len(clicks))
-        metrics.CLICKS_WRITTEN.inc(len(clicks))
+        metrics.CLICK_BATCH_SIZE.observe(len(rows))
+        metrics.CLICKS_WRITTEN.inc(len(rows))
         return True
 
-    def _write(self, clicks: list[ClickRecord]) -> None:
-        with transaction(self._runtime.sessions) as session:
-            tracking.write_clicks(session, self._runtime.cipher, clicks)
+    def _connect(self) -> Session:
+        # A write connection (on SQLite: BEGIN IMMEDIATE) kept for the thread's life.
+        self._connection = self._runtime.engine.connect().execution_options(**{WRITE_OPTION: True})
+        self._session = Session(bind=self._connection, expire_on_commit=False)
+        return self._session
+
+    def _disconnect(self) -> None:
+        session, connection = self._session, self._connection
+        self._session = self._connection = None
+        with contextlib.suppress(Exception):  # a broken connection may fail to close
+            if session is not None:
+                session.close()
+            if connection is not None:
+                connection.close()

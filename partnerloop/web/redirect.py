@@ -38,8 +38,32 @@ NOT_FOUND_PAGE = (
 )
 
 
+class PreparedLink:
+    """A link target with the parts of its answer that do not change per click
+    worked out once: the common click (no query parameters) then costs string
+    concatenation instead of URL parsing and quoting."""
+
+    __slots__ = ("cookie_name", "cookie_tail", "location_head", "location_tail", "target")
+
+    def __init__(self, target: LinkTarget, *, secure_cookie: bool) -> None:
+        self.target = target
+        self.cookie_name = f"pl_{target.program_id}"
+        self.cookie_tail = (
+            f"; Max-Age={target.cookie_days * 86400}; Path=/; HttpOnly; SameSite=Lax"
+            + ("; Secure" if secure_cookie else "")
+        ).encode("latin-1")
+        # The destination with the click id in it, quoted as _redirect would, split
+        # around a placeholder: ids are [0-9a-z_], which quoting leaves as they are.
+        location = _quoted(with_query(target.destination_url, [(CLICK_PARAM, _PLACEHOLDER)]))
+        head, _, tail = location.partition(_PLACEHOLDER)
+        self.location_head, self.location_tail = head.encode("ascii"), tail.encode("ascii")
+
+
+_PLACEHOLDER = "plclidplaceholder"
+
+
 class LinkCache:
-    """Code -> link target (or None), kept a few seconds so a hot link costs no
+    """Code -> prepared link (or None), kept a few seconds so a hot link costs no
     query per click, and a disabled link stops within that time."""
 
     def __init__(
@@ -48,11 +72,12 @@ class LinkCache:
         self._runtime = runtime
         self._ttl = ttl_seconds
         self._max = max_entries
-        self._entries: dict[str, tuple[float, LinkTarget | None]] = {}
-        self._loading: dict[str, asyncio.Future[LinkTarget | None]] = {}
+        self._secure_cookie = runtime.settings.public_url.startswith("https://")
+        self._entries: dict[str, tuple[float, PreparedLink | None]] = {}
+        self._loading: dict[str, asyncio.Future[PreparedLink | None]] = {}
         self._limiter = anyio.CapacityLimiter(4)  # not behind the API's thread pool
 
-    async def get(self, code: str) -> LinkTarget | None:
+    async def get(self, code: str) -> PreparedLink | None:
         entry = self._entries.get(code)
         now = time.monotonic()
         if entry is not None and entry[0] > now:
@@ -60,7 +85,7 @@ class LinkCache:
         pending = self._loading.get(code)
         if pending is not None:  # one query per code, however many clicks wait for it
             return await pending
-        future: asyncio.Future[LinkTarget | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[PreparedLink | None] = asyncio.get_running_loop().create_future()
         self._loading[code] = future
         try:
             target = await anyio.to_thread.run_sync(self._load, code, limiter=self._limiter)
@@ -76,24 +101,36 @@ class LinkCache:
         finally:
             del self._loading[code]
 
-    def _load(self, code: str) -> LinkTarget | None:
+    def _load(self, code: str) -> PreparedLink | None:
         with self._runtime.sessions() as session:
-            return tracking.resolve_link(session, code)
+            target = tracking.resolve_link(session, code)
+        return None if target is None else PreparedLink(target, secure_cookie=self._secure_cookie)
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    return {
-        name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers", [])
-    }
+_WANTED = {b"user-agent", b"referer", b"cookie", b"x-forwarded-for"}
 
 
-def _cookies(header: str) -> dict[str, str]:
-    jar = {}
-    for part in header.split(";"):
-        name, sep, value = part.strip().partition("=")
-        if sep:
-            jar[name] = value
-    return jar
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    """The few request headers a click records (the first of each), undecoded."""
+    found: dict[bytes, bytes] = {}
+    for name, value in scope.get("headers", ()):
+        if name in _WANTED and name not in found:
+            found[name] = value
+    return found
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+def _has_cookie(header: bytes | None, name: bytes) -> bool:
+    if not header or name not in header:  # the common answer, without parsing
+        return False
+    for part in header.split(b";"):
+        key, sep, _ = part.strip().partition(b"=")
+        if sep and key == name:
+            return True
+    return False
 
 
 class RedirectApp:
@@ -101,8 +138,11 @@ class RedirectApp:
         self._runtime = runtime
         self._writer = writer
         self._cache = cache
-        self._secure_cookie = runtime.settings.public_url.startswith("https://")
         self._trust_forwarded = runtime.settings.trust_forwarded_for
+        # Bound once: a labelled counter's lookup costs more than the increment.
+        self._recorded = metrics.REDIRECTS.labels("recorded")
+        self._unrecorded = metrics.REDIRECTS.labels("unrecorded")
+        self._not_found = metrics.REDIRECTS.labels("not_found")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.serve(scope, send, scope["path"][len(PREFIX) :])
@@ -116,31 +156,42 @@ class RedirectApp:
         if method not in ("GET", "HEAD"):
             await _plain(send, 405, b"Method not allowed", [(b"allow", b"GET, HEAD")])
             return
-        target = await self._cache.get(code) if _CODE_RE.match(code) else None
-        if target is None or (program_id is not None and target.program_id != program_id):
-            metrics.REDIRECTS.labels("not_found").inc()
+        link = await self._cache.get(code) if _CODE_RE.match(code) else None
+        if link is None or (program_id is not None and link.target.program_id != program_id):
+            self._not_found.inc()
             await _plain(
                 send, 404, NOT_FOUND_PAGE, [(b"content-type", b"text/html; charset=utf-8")]
             )
             return
+        target = link.target
 
-        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        params = dict(query)
-        destination = target.destination_url
-        deep = params.get("url")
-        if deep:
-            # Click-time deep link: only to the program's own domains, never elsewhere.
-            destination = allowed_destination(deep, list(target.allowed_domains)) or destination
-        forwarded = [(k, v) for k, v in query if k not in _OWN_PARAMS and k != CLICK_PARAM]
+        raw_query = scope.get("query_string", b"")
+        if raw_query:
+            query = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)
+            params = dict(query)
+            destination = target.destination_url
+            deep = params.get("url")
+            if deep:
+                # Click-time deep link: only to the program's own domains, never elsewhere.
+                destination = allowed_destination(deep, list(target.allowed_domains)) or destination
+            forwarded = [(k, v) for k, v in query if k not in _OWN_PARAMS and k != CLICK_PARAM]
+        else:  # the common click: the prepared answer applies
+            params, destination, forwarded = {}, target.destination_url, []
         if method == "HEAD":  # link previews and checkers: answer, record nothing
-            await _redirect(send, with_query(destination, forwarded), None)
+            await _redirect(send, _quoted(with_query(destination, forwarded)).encode(), None)
             return
 
         headers = _headers(scope)
-        presets = dict(target.presets)
-        subs = tuple((params.get(name) or presets.get(name) or None) for name in tracking.SUB_IDS)
-        subs = tuple(s[: tracking.MAX_SUB_LENGTH] if s else None for s in subs)
-        cookie_name = f"pl_{target.program_id}"
+        presets = target.presets
+        if params or presets:
+            preset = dict(presets)
+            subs = tuple(
+                (value[: tracking.MAX_SUB_LENGTH] if value else None)
+                for value in (params.get(name) or preset.get(name) for name in tracking.SUB_IDS)
+            )
+        else:
+            subs = _NO_SUBS
+        cookie_name = link.cookie_name
         click = ClickRecord(
             id=tracking.new_click_id(),
             program_id=target.program_id,
@@ -148,44 +199,54 @@ class RedirectApp:
             affiliate_id=target.affiliate_id,
             created_at=utcnow(),
             ip=self._client_ip(scope, headers),
-            user_agent=headers.get("user-agent"),
-            referrer=headers.get("referer"),
+            user_agent=_text(headers.get(b"user-agent")),
+            referrer=_text(headers.get(b"referer")),
             landing_url=destination,
             subs=subs,  # type: ignore[arg-type]
-            is_unique=cookie_name not in _cookies(headers.get("cookie", "")),
+            is_unique=not _has_cookie(headers.get(b"cookie"), cookie_name.encode("latin-1")),
         )
         if await self._writer.record(click):
-            metrics.REDIRECTS.labels("recorded").inc()
-            cookie = (
-                f"{cookie_name}={click.id}; Max-Age={target.cookie_days * 86400}; Path=/; HttpOnly; SameSite=Lax"
-                + ("; Secure" if self._secure_cookie else "")
-            )
-            await _redirect(
-                send, with_query(destination, [*forwarded, (CLICK_PARAM, click.id)]), cookie
-            )
+            self._recorded.inc()
+            click_id = click.id.encode("ascii")
+            cookie = cookie_name.encode("latin-1") + b"=" + click_id + link.cookie_tail
+            if raw_query:
+                location = _quoted(
+                    with_query(destination, [*forwarded, (CLICK_PARAM, click.id)])
+                ).encode()
+            else:
+                location = link.location_head + click_id + link.location_tail
+            await _redirect(send, location, cookie)
         else:
             # The database failed: still send the shopper on, but without a click id,
             # so nothing downstream refers to a click we do not have.
-            metrics.REDIRECTS.labels("unrecorded").inc()
-            await _redirect(send, with_query(destination, forwarded), None)
+            self._unrecorded.inc()
+            await _redirect(send, _quoted(with_query(destination, forwarded)).encode(), None)
 
-    def _client_ip(self, scope: Scope, headers: dict[str, str]) -> str | None:
-        if self._trust_forwarded and headers.get("x-forwarded-for"):
-            return headers["x-forwarded-for"].split(",")[0].strip()
+    def _client_ip(self, scope: Scope, headers: dict[bytes, bytes]) -> str | None:
+        forwarded = headers.get(b"x-forwarded-for")
+        if self._trust_forwarded and forwarded:
+            return forwarded.decode("latin-1").split(",")[0].strip()
         client = scope.get("client")
         return client[0] if client else None
 
 
-async def _redirect(send: Send, location: str, cookie: str | None) -> None:
+_NO_SUBS = (None, None, None, None, None)
+
+
+def _quoted(location: str) -> str:
+    # Percent-encode anything outside ASCII; reserved characters stay as they are.
+    return quote(location, safe=_URL_SAFE)
+
+
+async def _redirect(send: Send, location: bytes, cookie: bytes | None) -> None:
     headers = [
-        # Percent-encode anything outside ASCII; reserved characters stay as they are.
-        (b"location", quote(location, safe=_URL_SAFE).encode("ascii")),
+        (b"location", location),
         (b"cache-control", b"no-store"),
         (b"referrer-policy", b"no-referrer-when-downgrade"),
         (b"content-length", b"0"),
     ]
     if cookie:
-        headers.append((b"set-cookie", cookie.encode("latin-1")))
+        headers.append((b"set-cookie", cookie))
     await send({"type": "http.response.start", "status": 302, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
 

@@ -6,6 +6,8 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from partnerloop.core import ids
 from partnerloop.core.ids import has_kind, new_id, timestamp_ms
@@ -159,3 +161,22 @@ def test_random_part_overflow_moves_to_the_next_millisecond(
 
     # Then it does not wrap around to a smaller value: the clock moves on by one ms
     assert value == (1_700_000_000_001 << 80)
+
+
+def _encode_five_bits_at_a_time(value: int) -> str:
+    digits = []
+    for _ in range(26):
+        digits.append(ids._ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(digits))
+
+
+@given(st.integers(min_value=0, max_value=(1 << 128) - 1))
+def test_fast_encoding_gives_the_digits_of_the_plain_one(value: int) -> None:
+    assert ids._encode(value) == _encode_five_bits_at_a_time(value)
+
+
+def test_encoding_edges() -> None:
+    for value in (0, 1, 31, 32, 1023, 1024, (1 << 80) - 1, 1 << 80, (1 << 128) - 1):
+        assert ids._encode(value) == _encode_five_bits_at_a_time(value)
+    assert ids._encode(0) == "0" * 26
