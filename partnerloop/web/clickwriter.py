@@ -29,6 +29,7 @@ from collections import deque
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from partnerloop.core.checkpoint import WalCheckpointer
 from partnerloop.core.db import WRITE_OPTION
 from partnerloop.runtime import Runtime
 from partnerloop.tracking import service as tracking
@@ -51,6 +52,9 @@ class ClickWriter:
         self._thread: threading.Thread | None = None
         self._connection: Connection | None = None
         self._session: Session | None = None
+        self._checkpointer = (
+            WalCheckpointer(runtime.engine) if runtime.engine.dialect.name == "sqlite" else None
+        )
 
     async def record(self, click: ClickRecord) -> bool:
         """Queue a click and wait for its commit. False if the commit failed."""
@@ -72,10 +76,14 @@ class ClickWriter:
         self._wake.set()
         await asyncio.to_thread(thread.join)
         self._thread = None
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
         self._answer(self._take_all(), ok=False)  # only if the thread died first
 
     def _start(self) -> None:
         self._stopping = False
+        if self._checkpointer is not None:
+            self._checkpointer.start()
         self._thread = threading.Thread(target=self._run, name="click-writer", daemon=True)
         self._thread.start()
 
@@ -138,6 +146,14 @@ class ClickWriter:
     def _connect(self) -> Session:
         # A write connection (on SQLite: BEGIN IMMEDIATE) kept for the thread's life.
         self._connection = self._runtime.engine.connect().execution_options(**{WRITE_OPTION: True})
+        if self._checkpointer is not None:
+            # Checkpoints happen in the background (core/checkpoint.py), not in a
+            # batch's commit. The other connections keep SQLite's default.
+            # On the driver's connection: through SQLAlchemy it would begin a
+            # transaction, and the session would then only ever join it.
+            driver = self._connection.connection.driver_connection
+            assert driver is not None
+            driver.execute("PRAGMA wal_autocheckpoint=0")
         self._session = Session(bind=self._connection, expire_on_commit=False)
         return self._session
 
