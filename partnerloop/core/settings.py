@@ -49,8 +49,8 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     ),
     "PARTNERLOOP_TRUST_FORWARDED_FOR": (
         "false",
-        "Take the client IP from X-Forwarded-For and the host from X-Forwarded-Host "
-        "(only behind a proxy you run).",
+        "Take the client IP from X-Forwarded-For, the host from X-Forwarded-Host and the "
+        "scheme from X-Forwarded-Proto (only behind a proxy you run); off, all three are ignored.",
     ),
     "PARTNERLOOP_WORKER_IN_PROCESS": (
         "auto",
