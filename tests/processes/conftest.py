@@ -154,9 +154,14 @@ class Proc:
             self.popen.send_signal(number)
 
     def kill(self) -> int:
-        """SIGKILL, like a machine losing power; returns the exit status."""
+        """SIGKILL, like a machine losing power; returns the exit status. The
+        process's own children (`serve --workers N`) go with it."""
+        children = _children(self.popen.pid)
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGKILL)
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         code = self.popen.wait(timeout=10)
         for reader in self._readers:
             reader.join(timeout=5)
@@ -170,6 +175,16 @@ class Proc:
 
     def describe(self) -> str:
         return f"`partnerloop {' '.join(self.args)}` (pid {self.pid}) printed:\n{self.output()}"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
 
 
 class Processes:
