@@ -48,6 +48,7 @@ class ClickWriter:
         self._pending: deque[_Pending] = deque()
         self._wake = threading.Event()
         self._idle = False
+        self._wake_scheduled = False
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._connection: Connection | None = None
@@ -61,11 +62,21 @@ class ClickWriter:
         if self._thread is None or not self._thread.is_alive():
             self._start()
         row = tracking.click_row(click, self._runtime.cipher)
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
         self._pending.append((row, done))
-        if self._idle:
-            self._wake.set()
+        if self._idle and not self._wake_scheduled:
+            # Wake the writer at the end of this turn of the loop, not now: the
+            # clicks the loop is about to handle in the same turn (a batch's
+            # shoppers all coming back at once) then share one commit instead of
+            # the first one taking a commit of its own.
+            self._wake_scheduled = True
+            loop.call_soon(self._wake_writer)
         return await done
+
+    def _wake_writer(self) -> None:
+        self._wake_scheduled = False
+        self._wake.set()
 
     async def close(self) -> None:
         """Commit what is queued, then stop (on shutdown)."""
