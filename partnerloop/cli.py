@@ -22,6 +22,7 @@ from partnerloop.core.errors import DomainError
 from partnerloop.core.money import format_amount
 from partnerloop.core.settings import SETTINGS_DOC, Settings, SettingsError, ensure_secret_key
 from partnerloop.runtime import Runtime, build_runtime
+from partnerloop.simulator import command as simulate_command
 
 app = typer.Typer(
     help="partnerloop: self-hosted affiliate platform. Settings come from PARTNERLOOP_* "
@@ -60,6 +61,7 @@ report_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(report_app, name="report")
+app.command(help=simulate_command.HELP)(simulate_command.simulate)
 
 out = Console()
 err = Console(stderr=True)

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, func, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from partnerloop.core.crypto import FieldCipher
-from partnerloop.core.db import insert_if_absent
+from partnerloop.core.db import insert_if_absent, is_postgresql
 from partnerloop.core.errors import Conflict, InvalidInput, NotFound
 from partnerloop.core.ids import new_id
 from partnerloop.sync.models import DeliveryAttempt, InboundEvent, OutboxMessage
@@ -63,6 +64,97 @@ def receive(
     rejected_reason: str | None = None,
 ) -> Received:
     """Store an inbound event once per (source, external id); a duplicate is a no-op."""
+    event_id, created = store_event(
+        session,
+        cipher,
+        kind=kind,
+        source=source,
+        external_id=external_id,
+        topic=topic,
+        payload=payload,
+        program_id=program_id,
+        now=now,
+        rejected_reason=rejected_reason,
+    )
+    return Received(event=session.get_one(InboundEvent, event_id), created=created)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    kind: str
+    source: str
+    external_id: str
+    topic: str
+    payload: bytes
+    program_id: str | None
+
+
+def store_events(
+    session: Session, cipher: FieldCipher, events: Sequence[NewEvent], *, now: datetime
+) -> list[tuple[str, bool]]:
+    """Many inbound events in one statement (a webhook batch): (event id, created)
+    per event, in order. Once per (source, external id), duplicates within the
+    batch included: the first stores it, the others get its id."""
+    if not events:
+        return []
+    ids = [new_id("inbound_event") for _ in events]
+    rows = [
+        {
+            "id": event_id,
+            "kind": event.kind,
+            "source": event.source,
+            "external_id": event.external_id,
+            "topic": event.topic,
+            "program_id": event.program_id,
+            "payload_enc": cipher.encrypt(
+                event.payload.decode("utf-8", "replace"), field=PAYLOAD_FIELD
+            ),
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": None,
+            "received_at": now,
+        }
+        for event_id, event in zip(ids, events, strict=True)
+    ]
+    table: Table = InboundEvent.__table__  # type: ignore[assignment]
+    insert = postgresql.insert(table) if is_postgresql(session) else sqlite.insert(table)
+    # One statement for all rows, the same each time (SQLAlchemy's compiled cache;
+    # its "insertmanyvalues" sends them as multi-row VALUES with RETURNING).
+    statement = insert.on_conflict_do_nothing(index_elements=["source", "external_id"]).returning(
+        table.c.id
+    )
+    created = set(session.scalars(statement, rows))
+    keys = [(event.source, event.external_id) for event in events]
+    missing = [key for event_id, key in zip(ids, keys, strict=True) if event_id not in created]
+    first: dict[tuple[str, str], str] = {}
+    if missing:
+        found = session.execute(
+            select(InboundEvent.source, InboundEvent.external_id, InboundEvent.id).where(
+                tuple_(InboundEvent.source, InboundEvent.external_id).in_(missing)
+            )
+        )
+        first = {(source, external): event_id for source, external, event_id in found}
+    return [
+        (event_id, True) if event_id in created else (first[key], False)
+        for event_id, key in zip(ids, keys, strict=True)
+    ]
+
+
+def store_event(
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    kind: str,
+    source: str,
+    external_id: str,
+    topic: str,
+    payload: bytes,
+    program_id: str | None,
+    now: datetime,
+    rejected_reason: str | None = None,
+) -> tuple[str, bool]:
+    """`receive` without loading the row: (event id, created)."""
     event_id = new_id("inbound_event")
     created = insert_if_absent(
         session,
@@ -83,12 +175,14 @@ def receive(
         },
         conflict_columns=("source", "external_id"),
     )
-    event = session.scalars(
-        select(InboundEvent).where(
+    if created:
+        return event_id, True
+    existing = session.scalars(
+        select(InboundEvent.id).where(
             InboundEvent.source == source, InboundEvent.external_id == external_id
         )
     ).one()
-    return Received(event=event, created=created)
+    return existing, False
 
 
 def enqueue(

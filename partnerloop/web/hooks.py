@@ -12,18 +12,30 @@ the webhook) over something only a fix on our side can resolve.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
-import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from partnerloop.core.clock import utcnow
-from partnerloop.core.db import transaction
-from partnerloop.core.errors import InvalidInput, NotFound, Unauthorized
+from partnerloop.core.errors import DomainError, InvalidInput, NotFound, Unauthorized
+from partnerloop.core.groupcommit import GroupCommitter, Write
 from partnerloop.integrations import connectors, crm_to_shop
+from partnerloop.integrations.crm_to_shop import CrmWebhooks
 from partnerloop.integrations.models import Connector
 from partnerloop.integrations.registry import CRM_WEBHOOKS, SHOPS
-from partnerloop.integrations.shop import Answer, BadSignature, WebhookRequest
+from partnerloop.integrations.shop import (
+    Answer,
+    BadSignature,
+    ConnectorConfig,
+    Delivery,
+    ShopConnector,
+    WebhookRequest,
+)
+from partnerloop.runtime import Runtime
 from partnerloop.sync import service as sync
 from partnerloop.web import metrics
 from partnerloop.web.api.common import ERRORS
@@ -38,6 +50,136 @@ MAX_BODY = 5 * 1024 * 1024  # Shopify orders with hundreds of lines stay far bel
 class HookAccepted(BaseModel):
     status: str = Field(description="accepted, or duplicate for an event already received.")
     event_id: str
+
+
+@dataclass(frozen=True)
+class Hook:
+    connector_id: str
+    request: WebhookRequest
+    public_url: str  # as the sender called it (HubSpot signs it)
+
+
+@dataclass(frozen=True)
+class _Receiver:
+    """A connector as a batch needs it: looked up and decrypted once per batch."""
+
+    connector: Connector
+    shop: ShopConnector | None
+    crm: CrmWebhooks | None
+    secrets: list[str]
+    config: ConnectorConfig | None
+
+
+def _receiver(session: Session, runtime: Runtime, connector_id: str) -> _Receiver:
+    connector = session.get(Connector, connector_id)
+    if connector is None:
+        raise NotFound(f"No connector {connector_id}.", code="connector_not_found")
+    shop = SHOPS.get(connector.kind)
+    crm = CRM_WEBHOOKS.get(connector.kind)
+    if shop is None and crm is None:
+        raise NotFound(
+            f"Connector {connector_id} is of kind {connector.kind!r}, which this "
+            "version does not receive webhooks for.",
+            code="connector_not_found",
+        )
+    return _Receiver(
+        connector=connector,
+        shop=shop,
+        crm=crm,
+        secrets=connectors.secrets_of(runtime.cipher, connector),
+        config=connectors.config_of(session, runtime.cipher, connector) if shop else None,
+    )
+
+
+def _verify(hook: Hook, receiver: _Receiver, now: datetime) -> Delivery | Answer:
+    try:
+        if receiver.shop is not None:
+            assert receiver.config is not None
+            return receiver.shop.verify(
+                hook.request, secrets=receiver.secrets, config=receiver.config, now=now
+            )
+        assert receiver.crm is not None
+        return receiver.crm.verify(
+            hook.request, secrets=receiver.secrets, url=hook.public_url, now=now
+        )
+    except BadSignature as error:
+        raise Unauthorized(str(error), code="invalid_signature") from None
+
+
+def make_writer(runtime: Runtime) -> Write[Hook, HookAccepted | Answer]:
+    """Verify and store a batch of webhooks in one transaction (see core/groupcommit.py).
+
+    Verification runs here, not before queueing, so it always sees the
+    connector's secrets as committed now (a rotation or deletion a moment ago
+    counts). A refusal (401, 404) is that webhook's own outcome: nothing of it is
+    stored and the others are not affected. The verified ones go into the inbox
+    in one statement.
+    """
+
+    def write(
+        session: Session, hooks: Sequence[Hook]
+    ) -> list[HookAccepted | Answer | BaseException]:
+        now = utcnow()
+        receivers: dict[str, _Receiver | DomainError] = {}
+        outcomes: list[HookAccepted | Answer | BaseException | None] = []
+        new: list[tuple[int, sync.NewEvent]] = []
+        for hook in hooks:
+            receiver = receivers.get(hook.connector_id)
+            if receiver is None:
+                try:
+                    receiver = _receiver(session, runtime, hook.connector_id)
+                except DomainError as error:
+                    receiver = error
+                receivers[hook.connector_id] = receiver
+            if isinstance(receiver, DomainError):
+                outcomes.append(receiver)
+                continue
+            try:
+                verified = _verify(hook, receiver, now)
+            except DomainError as error:
+                outcomes.append(error)
+                continue
+            if isinstance(verified, Answer):
+                outcomes.append(verified)
+                continue
+            new.append(
+                (
+                    len(outcomes),
+                    sync.NewEvent(
+                        kind=connectors.INBOUND_KIND
+                        if receiver.shop is not None
+                        else crm_to_shop.INBOUND_KIND,
+                        source=connectors.source_of(receiver.connector.id),
+                        external_id=verified.event_id[:512],
+                        topic=verified.topic,
+                        payload=hook.request.body,
+                        program_id=receiver.connector.program_id,
+                    ),
+                )
+            )
+            outcomes.append(None)
+        stored = sync.store_events(session, runtime.cipher, [event for _, event in new], now=now)
+        for (position, _), (event_id, created) in zip(new, stored, strict=True):
+            outcomes[position] = HookAccepted(
+                status="accepted" if created else "duplicate", event_id=event_id
+            )
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    return write
+
+
+def _committer(request: Request, runtime: Runtime) -> GroupCommitter[Hook, HookAccepted | Answer]:
+    # One per app, made on first use (the app's event loop is running by then).
+    state = request.app.state
+    committer: GroupCommitter[Hook, HookAccepted | Answer] | None = getattr(
+        state, "hook_committer", None
+    )
+    if committer is None:
+        committer = GroupCommitter(
+            runtime.sessions, make_writer(runtime), max_batch=runtime.settings.click_batch_max
+        )
+        state.hook_committer = committer
+    return committer
 
 
 async def _handle(request: Request, runtime: RuntimeDep, connector_id: str) -> Response:
@@ -57,50 +199,9 @@ async def _handle(request: Request, runtime: RuntimeDep, connector_id: str) -> R
     if request.url.query:
         public_url += f"?{request.url.query}"
 
-    def store() -> HookAccepted | Answer:
-        with transaction(runtime.sessions) as session:
-            connector = session.get(Connector, connector_id)
-            if connector is None:
-                raise NotFound(f"No connector {connector_id}.", code="connector_not_found")
-            shop = SHOPS.get(connector.kind)
-            crm = CRM_WEBHOOKS.get(connector.kind)
-            if shop is None and crm is None:
-                raise NotFound(
-                    f"Connector {connector_id} is of kind {connector.kind!r}, which this "
-                    "version does not receive webhooks for.",
-                    code="connector_not_found",
-                )
-            now = utcnow()
-            secrets = connectors.secrets_of(runtime.cipher, connector)
-            try:
-                if shop is not None:
-                    config = connectors.config_of(session, runtime.cipher, connector)
-                    verified = shop.verify(webhook, secrets=secrets, config=config, now=now)
-                else:
-                    assert crm is not None
-                    verified = crm.verify(webhook, secrets=secrets, url=public_url, now=now)
-            except BadSignature as error:
-                raise Unauthorized(str(error), code="invalid_signature") from None
-            if isinstance(verified, Answer):
-                return verified
-            received = sync.receive(
-                session,
-                runtime.cipher,
-                kind=connectors.INBOUND_KIND if shop is not None else crm_to_shop.INBOUND_KIND,
-                source=connectors.source_of(connector.id),
-                external_id=verified.event_id[:512],
-                topic=verified.topic,
-                payload=body,
-                program_id=connector.program_id,
-                now=now,
-            )
-            return HookAccepted(
-                status="accepted" if received.created else "duplicate",
-                event_id=received.event.id,
-            )
-
+    # Answered only once the batch holding this webhook is committed: a 200 means stored.
     try:
-        answer = await anyio.to_thread.run_sync(store)
+        answer = await _committer(request, runtime).submit(Hook(connector_id, webhook, public_url))
     except Unauthorized:
         metrics.WEBHOOKS.labels("unauthorized").inc()
         raise
