@@ -6,8 +6,10 @@ the two differ (insert-on-conflict, row locking) the difference lives here.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,6 +65,7 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
             max_overflow=20,
         )
         _configure_sqlite(engine)
+        _WRITE_LOCKS[engine] = threading.RLock()
         return engine
     return create_engine(
         database_url,
@@ -107,9 +110,23 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A unit of work that writes: commit on success, roll back on any exception.
     For reads, use a plain `factory()` session."""
-    with factory() as session, session.begin():
+    with write_lock(factory.kw.get("bind")), factory() as session, session.begin():
         session.connection(execution_options={WRITE_OPTION: True})
         yield session
+
+
+# SQLite has one writer at a time, and a connection that finds the database
+# locked polls for it, sleeping 1, 2, 5, 10 ... up to 100 ms between tries. The
+# writers of one process (click writer, webhooks, the in-process worker) queue
+# on a lock instead and go the moment it is free; other processes still poll.
+# Kept per engine, weakly: an engine's lock goes with the engine.
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+
+
+def write_lock(engine: Any) -> AbstractContextManager[Any]:
+    """The process's write lock for this engine (SQLite), or nothing to wait for."""
+    lock = _WRITE_LOCKS.get(engine) if isinstance(engine, Engine) else None
+    return lock if lock is not None else nullcontext()
 
 
 def is_postgresql(session: Session) -> bool:

@@ -30,7 +30,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from partnerloop.core.checkpoint import WalCheckpointer
-from partnerloop.core.db import WRITE_OPTION
+from partnerloop.core.db import WRITE_OPTION, write_lock
 from partnerloop.runtime import Runtime
 from partnerloop.tracking import service as tracking
 from partnerloop.tracking.service import ClickRecord, ClickRow
@@ -142,7 +142,7 @@ class ClickWriter:
         started = time.perf_counter()
         try:
             session = self._session or self._connect()
-            with session.begin():
+            with write_lock(self._runtime.engine), session.begin():
                 tracking.write_click_rows(session, rows)
         except Exception:
             metrics.CLICK_WRITE_FAILURES.inc()

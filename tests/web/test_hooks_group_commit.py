@@ -26,6 +26,9 @@ from partnerloop.sync.models import InboundEvent
 from tests.conftest import Server
 from tests.factories.connectors import hook_path
 from tests.factories.shopify import deliver, paid_order, setup, sign
+from tests.sync.test_worker import _clean
+
+__all__ = ["_clean"]  # autouse: the test-kind events stored here must not reach other tests
 
 
 def _events(runtime: Runtime, connector_id: str) -> Counter[str]:
