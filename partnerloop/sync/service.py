@@ -256,6 +256,20 @@ def read_payload(cipher: FieldCipher, job: InboundEvent | OutboxMessage) -> str:
 # --- claiming and outcomes (used by the worker) --------------------------------------------
 
 
+def _due(model: type[Job], now: datetime) -> Any:
+    return (
+        model.state.in_(DUE_STATES)
+        & (model.next_attempt_at <= now)
+        & or_(model.locked_until.is_(None), model.locked_until < now)
+    )
+
+
+def any_due(session: Session, model: type[Job], *, now: datetime) -> bool:
+    """Whether a claim would find anything (a read: takes no lock). Jobs left to the
+    dead letter by a crashed worker are due too, so checking this first loses none."""
+    return session.scalar(select(model.id).where(_due(model, now)).limit(1)) is not None
+
+
 def claim(
     session: Session,
     model: type[Job],
@@ -271,11 +285,7 @@ def claim(
     killed worker's job runs again. attempts counts claims, so a job that
     crashes its worker every time still reaches the dead-letter state.
     """
-    due = (
-        model.state.in_(DUE_STATES)
-        & (model.next_attempt_at <= now)
-        & or_(model.locked_until.is_(None), model.locked_until < now)
-    )
+    due = _due(model, now)
     # SKIP LOCKED: many workers on PostgreSQL take disjoint batches without waiting
     # on each other. SQLite ignores it; its write lock serialises claims instead.
     ids = list(

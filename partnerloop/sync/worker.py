@@ -232,6 +232,12 @@ class Worker:
         return local, singles, batches
 
     def _claim(self, model: type[service.Job]) -> list[str]:
+        now = self._clock()
+        # A read first: an idle worker polling every second must not take SQLite's
+        # write lock each time (the clicks' and webhooks' commits would wait on it).
+        with self._sessions() as session:
+            if not service.any_due(session, model, now=now):
+                return []
         with transaction(self._sessions) as session:
             service.dead_letter_exhausted(
                 session, model, max_attempts=self._max_attempts, now=self._clock()
