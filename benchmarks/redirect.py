@@ -505,6 +505,7 @@ def start_server(
     elif variant in PARTNERLOOP:
         # The real command, as a merchant runs it.
         command = [str(Path(sys.executable).parent / "partnerloop"), "serve", "--port", str(port)]
+        command += ["--workers", str(args.workers)]
     else:
         command = [sys.executable, __file__, "--serve", variant, "--port", str(port)]
         command += ["--workers", str(args.workers)]
@@ -875,7 +876,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=64, help="open connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument(
-        "--workers", type=int, default=1, help="uvicorn workers of S and A (partnerloop: 1)"
+        "--workers", type=int, default=1, help="server processes of S, A, B and C (serve --workers)"
     )
     parser.add_argument(
         "--nginx-workers", default="auto", help="nginx worker_processes (default: auto)"
