@@ -10,11 +10,11 @@ throw-away schema, skipped if unreachable):
    COPY on PostgreSQL), spread over the last 365 days and over the affiliates
    Zipf-like (a few big ones, a long tail), 80 % unique, with encrypted IPs
    and browser user agents like the redirect writes them;
-3. the DailyStats rollup written the way writes maintain it: the same
-   `analytics.add` upsert-add the click writer and the order and commission
-   services call, once per program, affiliate and day, with those days'
-   clicks, unique clicks and (about 3 % of unique clicks) conversions, revenue
-   and commissions by state;
+3. the rollups written the way writes maintain them: `analytics.add_many`
+   (what the click writer and the order and commission services call), one
+   RollupAdd per program, affiliate and day, with those days' clicks, unique
+   clicks and (about 3 % of unique clicks) conversions, revenue and
+   commissions by state;
 4. sync history for the two connectors: 60,000 delivered outbox messages each
    with their delivery attempts (1,000 of them in the last 7 days, some 5xx),
    a backlog and dead letters; on PostgreSQL then ANALYZE (what autovacuum
@@ -292,25 +292,18 @@ def build(runtime: Any, *, clicks: int, affiliates: int, seed: int) -> Made:
         inserted += size
         log(f"clicks: {inserted:,} ({clock.perf_counter() - started:.0f} s)")
 
-    # The rollup: per program, affiliate and day, the upsert-add that analytics.add
-    # issues on every write (partnerloop.core.db.upsert_add), for today's rows
-    # through analytics.add itself and for the year before many rows per
-    # execution: analytics.add costs about 0.6 ms of Python a call (SQLAlchemy
-    # builds the statement and its `excluded` alias each time), minutes here.
-    rows = []
+    # The rollups, through the write path's own function (analytics.add_many:
+    # daily_stats, program_daily_stats and period_stats), a transaction per batch.
+    adds = []
     for (index, day), (day_clicks, unique) in sorted(tally.items(), key=lambda item: item[0][1]):
         conversions = sum(1 for _ in range(unique) if rng.random() < 0.03)
         revenue = sum(rng.randrange(1500, 25000) for _ in range(conversions))
-        row = dict.fromkeys(FIGURES, 0)
-        row.update(
-            program_id=program_id,
-            affiliate_id=affiliate_ids[index],
-            day=day,
-            clicks=day_clicks,
-            unique_clicks=unique,
-            conversions=conversions,
-            revenue_minor=revenue,
-        )
+        increments = {
+            "clicks": day_clicks,
+            "unique_clicks": unique,
+            "conversions": conversions,
+            "revenue_minor": revenue,
+        }
         if revenue:
             age = (today - day).days
             state = (
@@ -318,19 +311,11 @@ def build(runtime: Any, *, clicks: int, affiliates: int, seed: int) -> Made:
                 if age < 30
                 else rng.choice(["approved", "paid", "paid", "reversed", "declined"])
             )
-            row[f"commission_{state}_minor"] = revenue // 10
-        rows.append(row)
-    live = [row for row in rows if row["day"] == today]
-    with transaction(runtime.sessions) as session:
-        for row in live:
-            analytics.add(
-                session,
-                program_id=row["program_id"],
-                affiliate_id=row["affiliate_id"],
-                day=row["day"],
-                increments={name: row[name] for name in FIGURES},
-            )
-    write_rollup(runtime, [row for row in rows if row["day"] != today])
+            increments[f"commission_{state}_minor"] = revenue // 10
+        adds.append(analytics.RollupAdd(program_id, affiliate_ids[index], day, increments))
+    for start in range(0, len(adds), 20_000):
+        with transaction(runtime.sessions) as session:
+            analytics.add_many(session, adds[start : start + 20_000])
     log(f"rollup: {len(tally):,} rows ({clock.perf_counter() - started:.0f} s)")
 
     # Sync history: per connector 60,000 delivered messages over the year (1,000 in
@@ -399,37 +384,6 @@ def build(runtime: Any, *, clicks: int, affiliates: int, seed: int) -> Made:
     return Made(
         program_id, stored, rollup_rows, outbox_rows, attempt_rows, clock.perf_counter() - started
     )
-
-
-FIGURES = (
-    "clicks",
-    "unique_clicks",
-    "conversions",
-    "revenue_minor",
-    "commission_pending_minor",
-    "commission_approved_minor",
-    "commission_paid_minor",
-    "commission_reversed_minor",
-    "commission_declined_minor",
-)
-
-
-def write_rollup(runtime: Any, rows: list[dict[str, Any]]) -> None:
-    """upsert_add's statement (insert, or add to the row), many rows per execution."""
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    from partnerloop.analytics.models import DailyStats
-
-    table = DailyStats.__table__
-    statement = (sqlite_insert if runtime.settings.is_sqlite else pg_insert)(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=["program_id", "affiliate_id", "day"],
-        set_={name: table.c[name] + statement.excluded[name] for name in FIGURES},
-    )
-    for start in range(0, len(rows), BATCH):
-        with runtime.engine.begin() as connection:
-            connection.execute(statement, rows[start : start + BATCH])
 
 
 def _message(

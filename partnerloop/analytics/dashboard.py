@@ -1,7 +1,8 @@
 """The dashboard's figures for one program and a period of UTC days, read from
-the DailyStats rollup (one row per program, affiliate and day, maintained on
-write), never from the clicks table: the cost follows the number of days and
-active affiliates, not the traffic.
+rollups maintained on write, never from the clicks table: the series and KPIs
+from ProgramDailyStats (one row per day of the period), the affiliate table
+from PeriodStats and DailyStats (a few rows per affiliate, see spans.cover).
+The cost follows the number of days and of affiliates, not the traffic.
 
 Money is in the program's currency, minor units. Commission amounts sit on the
 day of the conversion they came from, in the state they are in now, so "paid in
@@ -14,12 +15,24 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from functools import lru_cache
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
-from partnerloop.analytics.models import DailyStats
-from partnerloop.analytics.service import COMMISSION_STATES, Stats
+from partnerloop.analytics import spans
+from partnerloop.analytics.models import FIGURES, ProgramDailyStats
+from partnerloop.analytics.service import (
+    COMMISSION_STATES,
+    Shape,
+    Stats,
+    bounds_of,
+    covering_rows,
+    shape_of,
+    stats_of,
+    without_parallel_workers,
+)
 from partnerloop.core.errors import InvalidInput
 
 DEFAULT_PERIOD_DAYS = 30
@@ -30,14 +43,6 @@ MAX_PERIOD_DAYS = 366
 RATE_QUANTUM = Decimal("0.01")
 # Commission that is or will be the affiliate's: what "commission" sorts and sums by.
 EARNED_STATES = ("pending", "approved", "paid")
-
-_FIGURES = (
-    "clicks",
-    "unique_clicks",
-    "conversions",
-    "revenue_minor",
-    *(f"commission_{state}_minor" for state in COMMISSION_STATES),
-)
 
 
 @dataclass(frozen=True)
@@ -108,27 +113,15 @@ def earned_minor(stats: Stats) -> int:
     return sum(stats.commissions_minor[state] for state in EARNED_STATES)
 
 
-def _stats(values: Iterable[object]) -> Stats:
-    numbers = [int(value or 0) for value in values]  # type: ignore[call-overload]
-    return Stats(
-        clicks=numbers[0],
-        unique_clicks=numbers[1],
-        conversions=numbers[2],
-        revenue_minor=numbers[3],
-        commissions_minor=dict(zip(COMMISSION_STATES, numbers[4:], strict=True)),
-    )
-
-
 def zero() -> Stats:
-    return _stats([0] * len(_FIGURES))
+    return stats_of([0] * len(FIGURES))
 
 
 def add_up(many: Iterable[Stats]) -> Stats:
-    total = [0] * len(_FIGURES)
-    for stats in many:
-        row = _as_row(stats)
-        total = [a + b for a, b in zip(total, row, strict=True)]
-    return _stats(total)
+    rows = [_as_row(stats) for stats in many]
+    if not rows:
+        return zero()
+    return stats_of([sum(column) for column in zip(*rows, strict=True)])
 
 
 def _as_row(stats: Stats) -> list[int]:
@@ -141,18 +134,6 @@ def _as_row(stats: Stats) -> list[int]:
     ]
 
 
-def _sums() -> list[ColumnElement[int]]:
-    return [func.sum(getattr(DailyStats, name)).label(name) for name in _FIGURES]
-
-
-def _in_period(program_id: str, period: Period) -> list[ColumnElement[bool]]:
-    return [
-        DailyStats.program_id == program_id,
-        DailyStats.day >= period.first,
-        DailyStats.day <= period.last,
-    ]
-
-
 @dataclass(frozen=True)
 class Day:
     day: date
@@ -160,13 +141,18 @@ class Day:
 
 
 def daily(session: Session, *, program_id: str, period: Period) -> list[Day]:
-    """Every day of the period (days without a row are zeros), in one grouped query."""
+    """Every day of the period (days without a row are zeros): the program's
+    day rows, one per day."""
     found = {
-        row[0]: _stats(row[1:])
+        row[0]: stats_of(row[1:])
         for row in session.execute(
-            select(DailyStats.day, *_sums())
-            .where(*_in_period(program_id, period))
-            .group_by(DailyStats.day)
+            select(
+                ProgramDailyStats.day, *(getattr(ProgramDailyStats, name) for name in FIGURES)
+            ).where(
+                ProgramDailyStats.program_id == program_id,
+                ProgramDailyStats.day >= period.first,
+                ProgramDailyStats.day <= period.last,
+            )
         )
     }
     empty = zero()
@@ -194,6 +180,37 @@ def check_sort(sort: str | None) -> str:
     return sort
 
 
+@lru_cache(maxsize=256)
+def _ranking(shape: Shape, sort: str) -> Select[Any]:
+    """The affiliate table's statement for a shape of pieces and a sort (built
+    once, see service.covering_rows); parameters: program_id, limit, offset and
+    the pieces' bounds."""
+    rows_of = covering_rows(shape, one_affiliate=False)
+    sums = {name: func.sum(rows_of.c[name]) for name in FIGURES}
+    order: dict[str, ColumnElement[int]] = {
+        "revenue": sums["revenue_minor"],
+        "commission": func.sum(
+            rows_of.c.commission_pending_minor
+            + rows_of.c.commission_approved_minor
+            + rows_of.c.commission_paid_minor
+        ),
+        "conversions": sums["conversions"],
+        "clicks": sums["clicks"],
+        "unique_clicks": sums["unique_clicks"],
+    }
+    affiliate = rows_of.c.affiliate_id
+    return (
+        select(affiliate, *sums.values())
+        .group_by(affiliate)
+        # An affiliate whose figures net out to zero (a span minus its only
+        # active days) was not active in the period.
+        .having(or_(*(func.sum(rows_of.c[name]) != 0 for name in FIGURES)))
+        .order_by(order[sort].desc(), affiliate)
+        .limit(bindparam("limit", type_=Integer()))
+        .offset(bindparam("offset", type_=Integer()))
+    )
+
+
 @dataclass(frozen=True)
 class AffiliateFigures:
     affiliate_id: str
@@ -217,30 +234,27 @@ def top_affiliates(
     limit: int,
     offset: int = 0,
 ) -> AffiliatePage:
-    """Affiliates with any figure in the period, best first by `sort`; one page."""
-    sums = _sums()
-    by_name = {column.name: column for column in sums}
-    earned = DailyStats.commission_pending_minor + DailyStats.commission_approved_minor
-    order: dict[str, ColumnElement[int]] = {
-        "revenue": by_name["revenue_minor"],
-        "commission": func.sum(earned + DailyStats.commission_paid_minor),
-        "conversions": by_name["conversions"],
-        "clicks": by_name["clicks"],
-        "unique_clicks": by_name["unique_clicks"],
-    }
+    """Affiliates with any figure in the period, best first by `sort`; one page.
+
+    Every affiliate's figures are the signed sum of the spans and days that
+    cover the period (spans.cover), in one grouped query."""
+    pieces = spans.cover(period.first, period.last)
+    if not pieces:  # a period that ends before it starts
+        return AffiliatePage(rows=[], offset=offset, limit=limit)
+    without_parallel_workers(session)
     rows = list(
         session.execute(
-            select(DailyStats.affiliate_id, *sums)
-            # '' holds orders no affiliate earned: in the totals, not in this table.
-            .where(*_in_period(program_id, period), DailyStats.affiliate_id != "")
-            .group_by(DailyStats.affiliate_id)
-            .order_by(order[check_sort(sort)].desc(), DailyStats.affiliate_id)
-            .limit(limit + 1)
-            .offset(offset)
+            _ranking(shape_of(pieces), check_sort(sort)),
+            {
+                "program_id": program_id,
+                "limit": limit + 1,
+                "offset": offset,
+                **bounds_of(pieces),
+            },
         )
     )
     return AffiliatePage(
-        rows=[AffiliateFigures(row[0], _stats(row[1:])) for row in rows[:limit]],
+        rows=[AffiliateFigures(row[0], stats_of(row[1:])) for row in rows[:limit]],
         offset=offset,
         limit=limit,
         has_more=len(rows) > limit,

@@ -11,6 +11,7 @@ import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, Table, create_engine, event
@@ -166,13 +167,68 @@ def upsert_add(
     session: Session,
     table: Table,
     *,
-    key: Mapping[str, Any],
-    increments: Mapping[str, int],
+    key: Sequence[str],
+    counters: Sequence[str],
+    rows: Sequence[Sequence[Any]],
 ) -> None:
-    """Insert the row or add the increments to it, atomically (rollup counters)."""
-    statement = _insert(session, table).values(**key, **increments)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(key),
-        set_={name: table.c[name] + statement.excluded[name] for name in increments},
+    """Insert each row, or add its counters to the stored row with the same key,
+    atomically (rollup counters). A row is the values of `key` then `counters`,
+    in that order. Rows are written in the order given, in one statement: on
+    SQLite one executemany, on PostgreSQL one INSERT ... SELECT FROM unnest(...)
+    of a column array each (one round trip, whatever the number of rows).
+
+    Two rows with the same key in one call are refused by PostgreSQL (a command
+    cannot update a row twice): callers add them up first.
+    """
+    if not rows:
+        return
+    connection = session.connection()
+    sql, processors = _upsert_add_sql(connection.dialect, table, tuple(key), tuple(counters))
+    if connection.dialect.name == "postgresql":
+        columns = list(zip(*rows, strict=True))
+        connection.exec_driver_sql(
+            sql, {f"c{index}": list(values) for index, values in enumerate(columns)}
+        )
+        return
+    connection.exec_driver_sql(
+        sql,
+        [
+            tuple(
+                value if process is None else process(value)
+                for value, process in zip(row, processors, strict=True)
+            )
+            for row in rows
+        ],
     )
-    session.execute(statement)
+
+
+# The SQL text is made once per (dialect, table, columns) and sent as it is:
+# building an insert-on-conflict statement and binding each row through
+# SQLAlchemy cost more Python time than the database spends on the write.
+@lru_cache(maxsize=64)
+def _upsert_add_sql(
+    dialect: Dialect, table: Table, key: tuple[str, ...], counters: tuple[str, ...]
+) -> tuple[str, tuple[Any, ...]]:
+    quote = dialect.identifier_preparer.quote
+    names = (*key, *counters)
+    columns = ", ".join(quote(name) for name in names)
+    target = dialect.identifier_preparer.format_table(table)
+    updates = ", ".join(
+        f"{quote(name)} = {target}.{quote(name)} + excluded.{quote(name)}" for name in counters
+    )
+    if dialect.name == "postgresql":
+        arrays = ", ".join(
+            f"%(c{index})s::{table.c[name].type.compile(dialect)}[]"
+            for index, name in enumerate(names)
+        )
+        source = f"SELECT * FROM unnest({arrays})"  # noqa: S608 - names from the schema
+        processors: tuple[Any, ...] = ()
+    else:
+        source = f"VALUES ({', '.join('?' for _ in names)})"
+        # SQLite stores what SQLAlchemy's types make of a value (a date as text).
+        processors = tuple(table.c[name].type.bind_processor(dialect) for name in names)
+    sql = (
+        f"INSERT INTO {target} ({columns}) {source} "
+        f"ON CONFLICT ({', '.join(quote(name) for name in key)}) DO UPDATE SET {updates}"
+    )
+    return sql, processors

@@ -1,0 +1,111 @@
+"""Migration 0015 fills the new rollups from daily_stats, so an install that
+upgrades reads the same figures as before."""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+from alembic import command
+from sqlalchemy import Engine, create_engine, insert, select, text
+
+from partnerloop.analytics import spans
+from partnerloop.analytics.models import FIGURES, DailyStats, PeriodStats, ProgramDailyStats
+from partnerloop.core.db import make_engine
+from partnerloop.core.migrate import alembic_config
+from tests.conftest import PG_ADMIN_URL, Backend
+
+
+@pytest.fixture
+def engine(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    # A database of its own: the shared test database is already at head.
+    if backend.name == "sqlite":
+        built = make_engine(f"sqlite:///{tmp_path_factory.mktemp('backfill') / 'b.db'}")
+        yield built
+        built.dispose()
+        return
+    schema = f"pl_backfill_{secrets.token_hex(4)}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    built = make_engine(f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}")
+    try:
+        yield built
+    finally:
+        built.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def _migrate(engine: Engine, revision: str) -> None:
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+DAYS = [
+    date(2025, 12, 8),
+    date(2025, 12, 9),
+    date(2025, 12, 24),
+    date(2025, 12, 25),
+    date(2025, 12, 31),
+    date(2026, 1, 1),
+    date(2026, 1, 16),
+    date(2026, 1, 17),
+    date(2024, 2, 29),
+]
+
+
+def test_the_migration_fills_the_new_rollups_from_daily_stats(engine: Engine) -> None:
+    # Given an install at 0014 with daily rollup rows of two programs
+    _migrate(engine, "0014")
+    rows = []
+    for n, day in enumerate(DAYS):
+        for program_id, affiliate_id in (("prog_a", "aff_a"), ("prog_a", ""), ("prog_b", "aff_a")):
+            rows.append(
+                {
+                    "program_id": program_id,
+                    "affiliate_id": affiliate_id,
+                    "day": day,
+                    **{name: (n + 1) * (k + 1) - 3 * (k == 4) for k, name in enumerate(FIGURES)},
+                }
+            )
+    with engine.begin() as connection:
+        connection.execute(insert(DailyStats), rows)
+
+    # When it is upgraded
+    _migrate(engine, "head")
+
+    # Then every program-day and every affiliate's month and quarter month is the
+    # sum of its days
+    program_daily: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0] * len(FIGURES))
+    period: dict[tuple[str, str, str, date], list[int]] = defaultdict(lambda: [0] * len(FIGURES))
+    for row in rows:
+        figures = [row[name] for name in FIGURES]
+        keys = [(program_daily, (row["program_id"], row["day"]))] + [
+            (period, (row["program_id"], row["affiliate_id"], grain, first_day))
+            for grain, first_day in spans.span_starts(row["day"])
+        ]
+        for table, key in keys:
+            table[key] = [a + b for a, b in zip(table[key], figures, strict=True)]  # type: ignore[index]
+    with engine.connect() as connection:
+        got_program_daily = {
+            (r.program_id, r.day): [getattr(r, n) for n in FIGURES]
+            for r in connection.execute(select(ProgramDailyStats))
+        }
+        got_period = {
+            (r.program_id, r.affiliate_id, r.grain, r.first_day): [getattr(r, n) for n in FIGURES]
+            for r in connection.execute(select(PeriodStats))
+        }
+    assert got_program_daily == dict(program_daily)
+    assert got_period == dict(period)
+    assert ("prog_a", "aff_a", "part", date(2025, 12, 25)) in got_period
+    assert ("prog_a", "", "part", date(2024, 2, 25)) in got_period
+    assert ("prog_b", "aff_a", "year", date(2025, 1, 1)) in got_period
+    # per affiliate: 3 years, 3 months and 8 quarter months
+    assert len(got_period) == 3 * (3 + 3 + 8)
