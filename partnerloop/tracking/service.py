@@ -309,14 +309,18 @@ def write_click_rows(session: Session, rows: Sequence[ClickRow]) -> None:
         tally[0] += 1
         tally[1] += row[11]
     _CLICK_INSERT.execute(session, rows)
-    for (program_id, affiliate_id, day), (clicks, unique) in counts.items():
-        analytics.add(
-            session,
-            program_id=program_id,
-            affiliate_id=affiliate_id,
-            day=day,
-            increments={"clicks": clicks, "unique_clicks": unique},
-        )
+    analytics.add_many(
+        session,
+        [
+            analytics.RollupAdd(
+                program_id=program_id,
+                affiliate_id=affiliate_id,
+                day=day,
+                increments={"clicks": clicks, "unique_clicks": unique},
+            )
+            for (program_id, affiliate_id, day), (clicks, unique) in counts.items()
+        ],
+    )
 
 
 def write_clicks(session: Session, cipher: FieldCipher, records: Sequence[ClickRecord]) -> None:
