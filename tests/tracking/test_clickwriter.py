@@ -21,6 +21,7 @@ from partnerloop.web.clickwriter import ClickWriter
 from tests.factories.affiliates import unique_email
 from tests.factories.programs import create_program
 from tests.factories.tracking import BROWSER_UA
+from tests.support import aio
 
 
 def _target(runtime: Runtime) -> LinkTarget:
@@ -108,7 +109,7 @@ def test_many_waiting_clicks_share_commits_and_all_are_stored(runtime: Runtime) 
         finally:
             await writer.close()
 
-    answers = asyncio.run(burst())
+    answers = aio.run(burst)
 
     assert answers == [True] * 300
     assert _stored(runtime, target.link_id) == 300
@@ -143,7 +144,7 @@ def test_a_failed_commit_answers_false_and_the_next_batch_is_stored(runtime: Run
         finally:
             await writer.close()
 
-    failed, after = asyncio.run(scenario())
+    failed, after = aio.run(scenario)
 
     assert failed is False  # the shopper is redirected without a click id
     assert after is True  # a fresh connection, a good batch
@@ -161,7 +162,7 @@ def test_close_commits_what_is_queued(runtime: Runtime) -> None:
         await writer.close()
         return [await answer for answer in pending]
 
-    assert asyncio.run(scenario()) == [True] * 25
+    assert aio.run(scenario) == [True] * 25
     assert _stored(runtime, target.link_id) == 25
 
 

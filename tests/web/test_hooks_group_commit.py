@@ -26,6 +26,7 @@ from partnerloop.sync.models import InboundEvent
 from tests.conftest import Server
 from tests.factories.connectors import hook_path
 from tests.factories.shopify import deliver, paid_order, setup, sign
+from tests.support import aio
 from tests.sync.test_worker import _clean
 
 __all__ = ["_clean"]  # autouse: the test-kind events stored here must not reach other tests
@@ -164,7 +165,7 @@ def test_one_poisonous_write_fails_only_its_caller(runtime: Runtime, size: int) 
         await committer.close()
         return list(results)
 
-    results = asyncio.run(main())
+    results = aio.run(main)
 
     kinds = [type(r).__name__ if isinstance(r, BaseException) else "stored" for r in results]
     assert kinds == ["stored"] * 3 + ["Unauthorized", "stored", "RuntimeError"] + ["stored"] * 4
@@ -195,7 +196,7 @@ def test_nothing_is_answered_before_its_commit(runtime: Runtime) -> None:
         await committer.close()
         return answers
 
-    assert asyncio.run(main()) == [0, 1, 2]
+    assert aio.run(main) == [0, 1, 2]
 
 
 def test_webhook_post_over_http_still_refuses_a_tampered_body(server: Server) -> None:
