@@ -504,8 +504,13 @@ def _refund_replay(known: Refund, *, order_id: str, amount_minor: int) -> Refund
 def lock_conversion(session: Session, *, program_id: str, order_id: str) -> Conversion | None:
     # Two refunds of one order at once must not both pass the "not more than the
     # order" check: hold the order's row until this transaction ends.
-    query = select(Conversion).where(
-        Conversion.program_id == program_id, Conversion.order_id == order_id
+    # populate_existing: the row as it is now that we hold it. An object this
+    # session loaded earlier (another job of the same worker transaction) may be
+    # older than another worker's commit, and the lock alone does not refresh it.
+    query = (
+        select(Conversion)
+        .where(Conversion.program_id == program_id, Conversion.order_id == order_id)
+        .execution_options(populate_existing=True)
     )
     if is_postgresql(session):
         query = query.with_for_update()
