@@ -44,8 +44,8 @@ from partnerloop.sync.worker import BatchDeliverer, Outcome, RemoteDeliverer
 log = logging.getLogger("partnerloop.outbound")
 
 
-# The circuit breaker: after this many retryable failures in a row a CRM is left
-# alone for a cooldown (doubling while it keeps failing), instead of every queued
+# The circuit breaker: after this many retryable failures in a row (a 429 is not
+# one: it carries its own wait) a CRM is left alone for a cooldown (doubling while it keeps failing), instead of every queued
 # message hammering it; the first call after the cooldown tests it again.
 BREAKER_THRESHOLD = 5
 BREAKER_COOLDOWN_SECONDS = 30
@@ -423,7 +423,15 @@ def _settle_verdict(
     """Keep what a verdict taught us: a quota pause, refreshed credentials, and the
     circuit breaker's count (failures that say the CRM is unwell, in a row)."""
     outcome = verdict.outcome
-    counts = not outcome.ok and not outcome.permanent and verdict.pause_until is None
+    # A 429 is the CRM telling us to slow down, not that it is unwell: its own
+    # Retry-After (or a quota pause) schedules the retry. Counted, five per-second
+    # 429s in a row held every contact back for the breaker's whole cooldown.
+    counts = (
+        not outcome.ok
+        and not outcome.permanent
+        and verdict.pause_until is None
+        and outcome.status_code != 429
+    )
     with transaction(sessions) as session:
         row = session.get(Connector, connector_id)
         if row is None:

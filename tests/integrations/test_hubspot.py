@@ -183,6 +183,40 @@ def test_a_secondly_limit_waits_for_retry_after(server: Server) -> None:
     assert (before, len(hubspot.received)) == (1, 2)
 
 
+def test_a_storm_of_secondly_429s_does_not_open_the_circuit_breaker(server: Server) -> None:
+    """Five and more 429s in a row are rate limiting, each with its own short wait:
+    the contact goes out as soon as HubSpot takes calls again, not after the
+    breaker's cooldown."""
+    secondly = Reply(
+        429,
+        {"content-type": "application/json", "Retry-After": "1"},
+        json.dumps(
+            {
+                "status": "error",
+                "message": "You have reached your secondly limit.",
+                "errorType": "RATE_LIMIT",
+                "policyName": "SECONDLY",
+            }
+        ).encode(),
+    )
+    hubspot = ScriptedServer([secondly] * 7, then=accepted())
+    clock = Clock()
+    with hubspot.running(), server.client() as api:
+        program = create_program_api(api)
+        connector = connect(api, program["id"], hubspot.url)
+        sale(api, program["id"], "storm-1", "10.00", "storm@example.com")
+        running = worker(server.runtime, clock)
+        for _ in range(8):  # seven 429s, then the accepted call
+            running.drain()
+            clock.advance(1.5)
+        with server.runtime.sessions() as db:
+            row = db.get_one(Connector, connector["id"])
+            failures, paused_until = row.consecutive_failures, row.paused_until
+
+    assert len(hubspot.received) == 8
+    assert (failures, paused_until) == (0, None)
+
+
 def test_a_hubspot_that_is_down_gets_every_update_once_it_is_back(server: Server) -> None:
     hubspot = ScriptedServer([Reply(503), Reply(502), Reply(503)], then=accepted())
     clock = Clock()
