@@ -7,11 +7,12 @@ announce, all in the caller's transaction.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from partnerloop.analytics import service as analytics
@@ -249,6 +250,7 @@ def record_conversion(
     it the caller (a shop's state update) reconciles the difference itself."""
     program = programs.get_or_raise(session, order.program_id)
     _check_program_currency(program, order.currency)
+    lock_order(session, program_id=order.program_id, order_id=order.order_id)
     order_id = check_references(
         order_id=order.order_id,
         click_id=order.click_id,
@@ -436,6 +438,7 @@ def record_refund(
     the commission base; such a refund reduces the base to zero at most
     instead of being refused as larger than the order.
     """
+    lock_order(session, program_id=program_id, order_id=order_id)
     program = programs.get_or_raise(session, program_id)
     _check_program_currency(program, currency)
     order_id = check_references(order_id=order_id, refund_id=refund_id)
@@ -499,6 +502,20 @@ def _refund_replay(known: Refund, *, order_id: str, amount_minor: int) -> Refund
             field="refund_id",
         )
     return RefundResult(refund=known, created=False, applied=known.applied_at is not None)
+
+
+def lock_order(session: Session, *, program_id: str, order_id: str) -> None:
+    """Hold one order's facts for this transaction: two workers applying events of
+    the same order (a refund and the order itself, arriving together) run one
+    after the other. Without it each could check the other's row before it was
+    committed: a refund stored as waiting for an order that had just been
+    recorded stayed waiting for good. An advisory lock, so it works before the
+    order's row exists; SQLite's single writer serialises these already."""
+    if not is_postgresql(session):
+        return
+    digest = hashlib.sha256(f"{program_id}\x00{order_id}".encode()).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def lock_conversion(session: Session, *, program_id: str, order_id: str) -> Conversion | None:

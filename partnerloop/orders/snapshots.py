@@ -168,6 +168,7 @@ def apply_order(
 ) -> Applied:
     _check(snapshot)
     program = programs.get_or_raise(session, program_id)
+    orders.lock_order(session, program_id=program_id, order_id=snapshot.order_id)
     conversion = orders.lock_conversion(session, program_id=program_id, order_id=snapshot.order_id)
     if conversion is None:
         customer = snapshot.customer
@@ -428,6 +429,7 @@ def apply_cancellation(
 ) -> Conversion | None:
     """Cancel a recorded order by id; an order we never recorded stays unknown
     (there is nothing to take back)."""
+    orders.lock_order(session, program_id=program_id, order_id=cancellation.order_id)
     conversion = orders.lock_conversion(
         session, program_id=program_id, order_id=cancellation.order_id
     )
