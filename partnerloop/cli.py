@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import getpass
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +25,7 @@ from partnerloop.core.money import format_amount
 from partnerloop.core.settings import SETTINGS_DOC, Settings, SettingsError, ensure_secret_key
 from partnerloop.runtime import Runtime, build_runtime
 from partnerloop.simulator import command as simulate_command
+from partnerloop.web.clickserver import CLICK_SOCKET_ENV, ClickStoreProcess
 
 app = typer.Typer(
     help="partnerloop: self-hosted affiliate platform. Settings come from PARTNERLOOP_* "
@@ -142,8 +145,9 @@ def serve(
         int,
         typer.Option(
             min=1,
-            help="Server processes sharing the port (each with its own click writer, and "
-            "on SQLite its own in-process worker). 1 is right for most machines.",
+            help="Server processes sharing the port (all sending clicks to one click store "
+            "process; on SQLite each with its own in-process worker). 1 is right for most "
+            "machines.",
         ),
     ] = 1,
 ) -> None:
@@ -161,25 +165,47 @@ def serve(
         "forwarded_allow_ips": "*" if settings.trust_forwarded_for else None,
     }
     common = {"host": host, "port": port, "log_level": settings.log_level, "access_log": False}
-    if workers == 1:
-        from partnerloop.web.app import create_app
+    store = _start_click_store(settings)
+    # uvicorn shuts down on SIGTERM, then raises it again with the handler it found:
+    # this one, so the click store below is stopped in order and serve exits 0.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        if workers == 1:
+            from partnerloop.web.app import create_app
 
-        uvicorn.run(create_app(runtime), **common, **proxy)  # type: ignore[arg-type]
-        return
-    runtime.close()  # each worker process builds its own
-    uvicorn.run(
-        "partnerloop.web.asgi:app_from_environment",
-        factory=True,
-        workers=workers,
-        **common,  # type: ignore[arg-type]
-        **proxy,  # type: ignore[arg-type]
-    )
+            app_ = create_app(runtime, click_socket=store.socket_path if store else None)
+            uvicorn.run(app_, **common, **proxy)  # type: ignore[arg-type]
+            return
+        runtime.close()  # each worker process builds its own
+        if store is not None:  # every worker process sends its clicks to the one store
+            os.environ[CLICK_SOCKET_ENV] = str(store.socket_path)
+        uvicorn.run(
+            "partnerloop.web.asgi:app_from_environment",
+            factory=True,
+            workers=workers,
+            **common,  # type: ignore[arg-type]
+            **proxy,  # type: ignore[arg-type]
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if store is not None:  # after the redirects have drained: their clicks go in
+            store.stop()
+
+
+def _start_click_store(settings: Settings) -> ClickStoreProcess | None:
+    """serve's click store process (PARTNERLOOP_CLICK_WRITER=process), or None when
+    each server process writes its clicks from a thread."""
+    in_memory = settings.database_url in ("sqlite://", "sqlite:///:memory:")
+    if settings.click_writer != "process" or in_memory:  # a memory database is one process's
+        return None
+    store = ClickStoreProcess()
+    store.start()
+    return store
 
 
 @app.command()
 def worker() -> None:
     """Process the inbox and outbox (run any number of these on PostgreSQL)."""
-    import signal
     import threading
 
     settings = _settings()

@@ -17,11 +17,12 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Date, Select, Subquery, Table, bindparam, func, select, text, union_all
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from partnerloop.analytics import spans
 from partnerloop.analytics.models import FIGURES, DailyStats, PeriodStats, ProgramDailyStats
-from partnerloop.core.db import is_postgresql, upsert_add
+from partnerloop.core.db import is_postgresql, upsert_add_statements
 
 COMMISSION_STATES = ("pending", "approved", "paid", "reversed", "declined")
 
@@ -46,6 +47,14 @@ def add_many(session: Session, rows: Sequence[RollupAdd]) -> None:
     table (three statements however many rows; see core.db.upsert_add). A
     zero net change writes nothing; an unknown figure raises ValueError before
     anything is written."""
+    connection = session.connection()
+    for sql, parameters in rollup_statements(connection.dialect, rows):
+        connection.exec_driver_sql(sql, parameters)
+
+
+def rollup_statements(dialect: Dialect, rows: Sequence[RollupAdd]) -> list[tuple[str, Any]]:
+    """add_many's statements (SQL text, parameters), for a writer that sends
+    them to the driver itself (the click store)."""
     daily: dict[tuple[str, date, str], list[int]] = {}
     program_daily: dict[tuple[str, date], list[int]] = {}
     period: dict[tuple[str, str, date, str], list[int]] = {}
@@ -65,14 +74,16 @@ def add_many(session: Session, rows: Sequence[RollupAdd]) -> None:
     # Always the same order (the program's day row first, then keys sorted): two
     # transactions adding to the same rows take their locks in the same order
     # on PostgreSQL, so they queue instead of deadlocking.
-    _write(session, ProgramDailyStats.__table__, ("program_id", "day"), program_daily)  # type: ignore[arg-type]
-    _write(session, DailyStats.__table__, ("program_id", "day", "affiliate_id"), daily)  # type: ignore[arg-type]
-    _write(
-        session,
-        PeriodStats.__table__,  # type: ignore[arg-type]
-        ("program_id", "grain", "first_day", "affiliate_id"),
-        period,
-    )
+    return [
+        *_statements(dialect, ProgramDailyStats.__table__, ("program_id", "day"), program_daily),  # type: ignore[arg-type]
+        *_statements(dialect, DailyStats.__table__, ("program_id", "day", "affiliate_id"), daily),  # type: ignore[arg-type]
+        *_statements(
+            dialect,
+            PeriodStats.__table__,  # type: ignore[arg-type]
+            ("program_id", "grain", "first_day", "affiliate_id"),
+            period,
+        ),
+    ]
 
 
 def _accumulate(into: dict[Any, list[int]], key: tuple[Any, ...], amounts: list[int]) -> None:
@@ -84,14 +95,14 @@ def _accumulate(into: dict[Any, list[int]], key: tuple[Any, ...], amounts: list[
             total[index] += value
 
 
-def _write(
-    session: Session,
+def _statements(
+    dialect: Dialect,
     table: Table,
     key: tuple[str, ...],
     sums: Mapping[tuple[Any, ...], list[int]],
-) -> None:
+) -> list[tuple[str, Any]]:
     rows = [(*values, *amounts) for values, amounts in sorted(sums.items()) if any(amounts)]
-    upsert_add(session, table, key=key, counters=FIGURES, rows=rows)
+    return upsert_add_statements(dialect, table, key=key, counters=FIGURES, rows=rows)
 
 
 def add(

@@ -23,6 +23,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 _Processor = Callable[[Any], Any]
+# SQL text and its parameters, for the driver as they are (cursor.execute).
+Statement = tuple[str, Any]
 
 # 512 rows of a 20-column table are 10,240 parameters: under SQLite's limit
 # (32,766) and PostgreSQL's (65,535).
@@ -61,28 +63,41 @@ class BulkInsert:
             ]
         return processors
 
+    def prepare(self, dialect: Dialect, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        """The rows' values as the driver takes them (after the column types'
+        bind processors), flat: what `statements` sends. Separate so a busy
+        writer can prepare one batch while it commits another."""
+        processors = self._processors_for(dialect)
+        if not processors:
+            return [value for row in rows for value in row]
+        flat: list[Any] = []
+        for row in rows:
+            values = list(row)
+            for position, processor in processors:
+                values[position] = processor(values[position])
+            flat.extend(values)
+        return flat
+
+    def statements(self, dialect: Dialect, flat: Sequence[Any]) -> list[Statement]:
+        """INSERT statements (SQL text, parameters) for prepared values."""
+        width = len(self.columns)
+        found: list[Statement] = []
+        start, left = 0, len(flat) // width
+        while left:
+            chunk = min(1 << (left.bit_length() - 1), MAX_ROWS_PER_STATEMENT)
+            found.append(
+                (self._sql(dialect, chunk), tuple(flat[start * width : (start + chunk) * width]))
+            )
+            start += chunk
+            left -= chunk
+        return found
+
     def execute(self, session: Session, rows: Sequence[Sequence[Any]]) -> None:
         """Insert `rows` in the session's transaction."""
         if not rows:
             return
         connection = session.connection()
-        dialect = connection.dialect
-        processors = self._processors_for(dialect)
-        flat: list[Any] = []
-        for row in rows:
-            if processors:
-                values = list(row)
-                for position, processor in processors:
-                    values[position] = processor(values[position])
-                flat.extend(values)
-            else:
-                flat.extend(row)
-        width = len(self.columns)
-        start, left = 0, len(rows)
-        while left:
-            chunk = min(1 << (left.bit_length() - 1), MAX_ROWS_PER_STATEMENT)
-            connection.exec_driver_sql(
-                self._sql(dialect, chunk), tuple(flat[start * width : (start + chunk) * width])
-            )
-            start += chunk
-            left -= chunk
+        for sql, parameters in self.statements(
+            connection.dialect, self.prepare(connection.dialect, rows)
+        ):
+            connection.exec_driver_sql(sql, parameters)

@@ -73,6 +73,12 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
     ),
     "PARTNERLOOP_WORKER_POLL_SECONDS": ("0.5", "Idle wait between polls for new jobs."),
     "PARTNERLOOP_CLICK_BATCH_MAX": ("1000", "Most clicks written in one group commit."),
+    "PARTNERLOOP_CLICK_WRITER": (
+        "process",
+        "Where `serve` writes clicks: process (a click store process of its own, shared by "
+        "every `--workers` process: the fastest redirects) or thread (inside each server "
+        "process).",
+    ),
     "PARTNERLOOP_LOG_LEVEL": ("info", "debug, info, warning or error."),
     "PARTNERLOOP_MAIL_URL": (
         "",
@@ -95,6 +101,7 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+CLICK_WRITERS = ("process", "thread")
 
 
 class SettingsError(Exception):
@@ -115,6 +122,7 @@ class Settings:
     worker_lease_seconds: float = 60.0
     worker_poll_seconds: float = 0.5
     click_batch_max: int = 1000
+    click_writer: str = "process"
     webhook_timeout_seconds: float = 10.0
     webhook_disable_after: int = 20
     log_level: str = "info"
@@ -169,6 +177,7 @@ class Settings:
             worker_lease_seconds=_float(env, "PARTNERLOOP_WORKER_LEASE_SECONDS", 60.0),
             worker_poll_seconds=_float(env, "PARTNERLOOP_WORKER_POLL_SECONDS", 0.5),
             click_batch_max=_int(env, "PARTNERLOOP_CLICK_BATCH_MAX", 1000, minimum=1),
+            click_writer=_choice(env, "PARTNERLOOP_CLICK_WRITER", "process", CLICK_WRITERS),
             webhook_timeout_seconds=_float(env, "PARTNERLOOP_WEBHOOK_TIMEOUT_SECONDS", 10.0),
             webhook_disable_after=_int(env, "PARTNERLOOP_WEBHOOK_DISABLE_AFTER", 20, minimum=1),
             log_level=_choice(env, "PARTNERLOOP_LOG_LEVEL", "info", LOG_LEVELS),

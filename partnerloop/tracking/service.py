@@ -11,12 +11,13 @@ from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from partnerloop.affiliates import service as affiliates
 from partnerloop.affiliates.models import Affiliate
 from partnerloop.analytics import service as analytics
-from partnerloop.core.bulk import BulkInsert
+from partnerloop.core.bulk import BulkInsert, Statement
 from partnerloop.core.clock import day_of
 from partnerloop.core.crypto import FieldCipher
 from partnerloop.core.db import insert_if_absent
@@ -269,6 +270,7 @@ class ClickRecord(NamedTuple):
 
 
 _CLICK_INSERT = BulkInsert(Click.__table__)  # type: ignore[arg-type]
+CLICK_COLUMNS = tuple(_CLICK_INSERT.columns)
 assert _CLICK_INSERT.columns == [
     "id", "program_id", "link_id", "affiliate_id", "created_at", "ip_enc", "user_agent",
     "device", "browser", "os", "is_bot", "is_unique", "referrer", "landing_url", *SUB_IDS,
@@ -301,31 +303,62 @@ def click_row(record: ClickRecord, cipher: FieldCipher) -> ClickRow:
     )
 
 
-def write_click_rows(session: Session, rows: Sequence[ClickRow]) -> None:
-    """Insert prepared clicks and their rollup counts in the caller's transaction."""
-    counts: dict[tuple[str, str, date], list[int]] = defaultdict(lambda: [0, 0])
+class PreparedClicks(NamedTuple):
+    """A batch of clicks ready for the driver: their values after the column
+    types' processing (core.bulk), and what they add to the rollups."""
+
+    values: list[Any]
+    tallies: dict[tuple[str, str, date], list[int]]  # (program, affiliate, day) -> counts
+
+
+def prepare_clicks(
+    dialect: Dialect, cipher: FieldCipher, records: Sequence[ClickRecord]
+) -> PreparedClicks:
+    """The CPU work of storing clicks, apart from the write (the click store
+    does it while the previous batch commits)."""
+    rows = [click_row(record, cipher) for record in records]
+    tallies: dict[tuple[str, str, date], list[int]] = defaultdict(lambda: [0, 0])
     for row in rows:
-        tally = counts[(row[1], row[3], day_of(row[4]))]
+        tally = tallies[(row[1], row[3], day_of(row[4]))]
         tally[0] += 1
         tally[1] += row[11]
-    _CLICK_INSERT.execute(session, rows)
-    analytics.add_many(
-        session,
-        [
-            analytics.RollupAdd(
-                program_id=program_id,
-                affiliate_id=affiliate_id,
-                day=day,
-                increments={"clicks": clicks, "unique_clicks": unique},
-            )
-            for (program_id, affiliate_id, day), (clicks, unique) in counts.items()
-        ],
-    )
+    return PreparedClicks(_CLICK_INSERT.prepare(dialect, rows), dict(tallies))
+
+
+def click_statements(dialect: Dialect, batches: Sequence[PreparedClicks]) -> list[Statement]:
+    """The statements that store prepared batches of clicks and their rollup
+    counts: the inserts, then one upsert per rollup table for all of them."""
+    tallies: dict[tuple[str, str, date], list[int]] = defaultdict(lambda: [0, 0])
+    values: list[Any] = []
+    for batch in batches:
+        values.extend(batch.values)
+        for key, (clicks, unique) in batch.tallies.items():
+            tally = tallies[key]
+            tally[0] += clicks
+            tally[1] += unique
+    return [
+        *_CLICK_INSERT.statements(dialect, values),
+        *analytics.rollup_statements(
+            dialect,
+            [
+                analytics.RollupAdd(
+                    program_id=program_id,
+                    affiliate_id=affiliate_id,
+                    day=day,
+                    increments={"clicks": clicks, "unique_clicks": unique},
+                )
+                for (program_id, affiliate_id, day), (clicks, unique) in tallies.items()
+            ],
+        ),
+    ]
 
 
 def write_clicks(session: Session, cipher: FieldCipher, records: Sequence[ClickRecord]) -> None:
     """Insert a batch of clicks and their rollup counts in the caller's transaction."""
-    write_click_rows(session, [click_row(record, cipher) for record in records])
+    connection = session.connection()
+    dialect = connection.dialect
+    for sql, parameters in click_statements(dialect, [prepare_clicks(dialect, cipher, records)]):
+        connection.exec_driver_sql(sql, parameters)
 
 
 def new_click_id() -> str:

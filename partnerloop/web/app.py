@@ -159,8 +159,12 @@ class PartnerloopApp:
             await self.api(scope, receive, strip_portal_prefix(send, target.program_id))
 
 
-def create_app(runtime: Runtime, *, run_worker: bool | None = None) -> PartnerloopApp:
-    writer = ClickWriter(runtime)
+def create_app(
+    runtime: Runtime, *, run_worker: bool | None = None, click_socket: Path | None = None
+) -> PartnerloopApp:
+    """The whole app. Clicks go to the click store at `click_socket` (serve's own
+    process) or, without one, to a store in a thread of this process."""
+    writer = ClickWriter.to_socket(click_socket) if click_socket else ClickWriter.in_thread(runtime)
     in_process = runtime.settings.runs_worker_in_process if run_worker is None else run_worker
 
     @asynccontextmanager

@@ -1,20 +1,17 @@
-"""Group commit for clicks: every redirect waits until its click is on disk,
-but many redirects share one commit.
+"""The redirect's side of the click store (web/clickserver.py): every redirect
+waits until its click is committed, but many redirects share one commit.
 
-A thread of its own owns the writes, on a database connection of its own.
-While it commits one batch, the clicks that arrive queue up and go into the
-next batch together: at low traffic a click waits for one small commit, at
-high traffic a commit carries as many clicks as arrived meanwhile (up to
-PARTNERLOOP_CLICK_BATCH_MAX). That is how the redirect stays fast without
-acknowledging a click that is not stored.
+Clicks that arrive in one turn of the event loop go to the store as one frame
+at the end of the turn; the store answers each frame once its commit is on
+disk. This side only encodes and waits: no database work, no thread taking
+turns at this interpreter's lock (the store is its own process in `serve`),
+so the HTTP process spends its time on HTTP.
 
-Where the time goes decides the shape (benchmarks/RESULTS.md): a commit's
-fsync is the floor of every click's wait, so the writer's turn is kept short.
-Each click's row is prepared (IP encrypted, user agent classified) on the
-event loop as it arrives, while the previous batch is on its way to disk; the
-writer only inserts and commits, on a connection it keeps (no pool checkout,
-reset and session set-up per batch), and hands a batch's answers back to the
-loop in one call.
+The store is reached by a Unix socket path (its own process) or started in a
+thread of this process (tests, embedded apps). If the connection drops (the
+store restarting), the clicks it carried are answered False (the shopper still
+goes on, without a click id: nothing downstream refers to a click we do not
+have) and the next click connects again.
 """
 
 from __future__ import annotations
@@ -22,157 +19,203 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import marshal
+import socket
 import threading
 import time
-from collections import deque
+from collections.abc import Callable
+from pathlib import Path
 
-from sqlalchemy import Connection
-from sqlalchemy.orm import Session
-
-from partnerloop.core.checkpoint import WalCheckpointer
-from partnerloop.core.db import WRITE_OPTION, write_lock
 from partnerloop.runtime import Runtime
-from partnerloop.tracking import service as tracking
-from partnerloop.tracking.service import ClickRecord, ClickRow
+from partnerloop.tracking.service import ClickRecord
 from partnerloop.web import metrics
+from partnerloop.web.clickserver import ACK, EPOCH, FRAME_HEAD, ClickServer
 
 log = logging.getLogger("partnerloop.clicks")
 
-_Pending = tuple[ClickRow, "asyncio.Future[bool]"]
+_CLOSE_WAIT_SECONDS = 30.0
+_COMPLAIN_EVERY_SECONDS = 10.0
+
+
+def encode(click: ClickRecord) -> tuple:  # type: ignore[type-arg]
+    """A click as a plain tuple marshal can carry (clickserver.decode_click)."""
+    moment = click.created_at - EPOCH
+    micros = (moment.days * 86_400 + moment.seconds) * 1_000_000 + moment.microseconds
+    return (*click[:4], micros, *click[5:])
+
+
+class _Link(asyncio.Protocol):
+    def __init__(self, writer: ClickWriter) -> None:
+        self._writer = writer
+
+    def data_received(self, data: bytes) -> None:
+        self._writer._acknowledged(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._writer._lost()
 
 
 class ClickWriter:
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-        self._max = runtime.settings.click_batch_max
-        self._pending: deque[_Pending] = deque()
-        self._wake = threading.Event()
-        self._idle = False
-        self._wake_scheduled = False
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._connection: Connection | None = None
-        self._session: Session | None = None
-        self._checkpointer = (
-            WalCheckpointer(runtime.engine) if runtime.engine.dialect.name == "sqlite" else None
-        )
+    def __init__(self, open_socket: Callable[[], socket.socket]) -> None:
+        self._open_socket = open_socket
+        self._transport: asyncio.Transport | None = None
+        self._connecting: asyncio.Future[bool] | None = None
+        self._batch: list[tuple] = []  # type: ignore[type-arg]
+        self._waiting: list[asyncio.Future[bool]] = []
+        self._flush_scheduled = False
+        self._in_flight: dict[int, tuple[list[asyncio.Future[bool]], float]] = {}
+        self._next_id = 0
+        self._acks = bytearray()
+        self._drained: asyncio.Event | None = None
+        self._complained_at = 0.0
+        self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def to_socket(cls, path: Path) -> ClickWriter:
+        """Send to a click store listening at `path` (serve's own process)."""
+
+        def open_socket() -> socket.socket:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(path))
+            except OSError:
+                sock.close()
+                raise
+            return sock
+
+        return cls(open_socket)
+
+    @classmethod
+    def in_thread(cls, runtime: Runtime) -> ClickWriter:
+        """Run the click store in a thread of this process, started on first use."""
+        writer: ClickWriter
+
+        def open_socket() -> socket.socket:
+            sock, thread = ClickServer.in_thread(
+                runtime.engine, runtime.cipher, batch_max=runtime.settings.click_batch_max
+            )
+            writer._threads.append(thread)
+            return sock
+
+        writer = cls(open_socket)
+        return writer
 
     async def record(self, click: ClickRecord) -> bool:
-        """Queue a click and wait for its commit. False if the commit failed."""
-        if self._thread is None or not self._thread.is_alive():
-            self._start()
-        row = tracking.click_row(click, self._runtime.cipher)
+        """Queue a click and wait for its commit. False if it was not committed."""
+        if self._transport is None and not await self._connect():
+            return False
         loop = asyncio.get_running_loop()
         done: asyncio.Future[bool] = loop.create_future()
-        self._pending.append((row, done))
-        if self._idle and not self._wake_scheduled:
-            # Wake the writer at the end of this turn of the loop, not now: the
-            # clicks the loop is about to handle in the same turn (a batch's
-            # shoppers all coming back at once) then share one commit instead of
-            # the first one taking a commit of its own.
-            self._wake_scheduled = True
-            loop.call_soon(self._wake_writer)
+        self._batch.append(encode(click))
+        self._waiting.append(done)
+        if not self._flush_scheduled:
+            # At the end of this turn of the loop, not now: the clicks the loop is
+            # about to handle in the same turn share the frame and the commit.
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
         return await done
 
-    def _wake_writer(self) -> None:
-        self._wake_scheduled = False
-        self._wake.set()
+    async def _connect(self) -> bool:
+        if self._connecting is not None:
+            return await self._connecting
+        loop = asyncio.get_running_loop()
+        self._connecting = loop.create_future()
+        connected = False
+        try:
+            sock = self._open_socket()
+            transport, _ = await loop.create_unix_connection(lambda: _Link(self), sock=sock)
+            self._transport = transport
+            connected = True
+        except OSError:
+            self._complain("cannot reach the click store; redirecting without recording")
+        finally:
+            self._connecting.set_result(connected)
+            self._connecting = None
+        return connected
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, waiting = self._batch, self._waiting
+        self._batch, self._waiting = [], []
+        if not batch:
+            return
+        if self._transport is None or self._transport.is_closing():
+            _answer(waiting, False)
+            return
+        batch_id = self._next_id
+        self._next_id = (batch_id + 1) & 0xFFFFFFFF
+        payload = marshal.dumps(batch)
+        try:
+            self._transport.write(FRAME_HEAD.pack(len(payload), batch_id) + payload)
+        except Exception:  # the store went away this very moment
+            log.exception("could not send clicks to the click store")
+            _answer(waiting, False)
+            return
+        self._in_flight[batch_id] = (waiting, time.perf_counter())
+
+    def _acknowledged(self, data: bytes) -> None:
+        acks = self._acks
+        acks += data
+        size = ACK.size
+        usable = len(acks) - len(acks) % size
+        now = time.perf_counter()
+        for batch_id, ok in ACK.iter_unpack(memoryview(acks)[:usable]):
+            sent = self._in_flight.pop(batch_id, None)
+            if sent is None:
+                continue
+            waiting, started = sent
+            metrics.CLICK_BATCH_SIZE.observe(len(waiting))
+            if ok:
+                metrics.CLICK_COMMIT_SECONDS.observe(now - started)
+                metrics.CLICKS_WRITTEN.inc(len(waiting))
+            else:
+                metrics.CLICK_WRITE_FAILURES.inc()
+            _answer(waiting, bool(ok))
+        del acks[:usable]
+        if not self._in_flight and self._drained is not None:
+            self._drained.set()
+
+    def _lost(self) -> None:
+        self._transport = None
+        if self._in_flight:
+            self._complain("the click store went away; its unanswered clicks are not recorded")
+        for waiting, _ in self._in_flight.values():
+            metrics.CLICK_WRITE_FAILURES.inc()
+            _answer(waiting, False)
+        self._in_flight.clear()
+        self._acks.clear()
+        if self._drained is not None:
+            self._drained.set()
+
+    def _complain(self, message: str) -> None:
+        # Once per few seconds: a store that is down would otherwise log every click.
+        now = time.monotonic()
+        if now - self._complained_at >= _COMPLAIN_EVERY_SECONDS:
+            self._complained_at = now
+            log.error(message)
 
     async def close(self) -> None:
-        """Commit what is queued, then stop (on shutdown)."""
-        thread = self._thread
-        if thread is None:
-            return
-        self._stopping = True
-        self._wake.set()
-        await asyncio.to_thread(thread.join)
-        self._thread = None
-        if self._checkpointer is not None:
-            await asyncio.to_thread(self._checkpointer.stop)
-        self._answer(self._take_all(), ok=False)  # only if the thread died first
+        """Wait for the clicks already sent to be answered, then disconnect (on shutdown)."""
+        if self._connecting is not None:
+            # Clicks waiting for the connection queue up once it is made.
+            await asyncio.shield(self._connecting)
+            await asyncio.sleep(0)
+        if self._flush_scheduled:
+            self._flush()
+        transport = self._transport
+        if transport is not None:
+            if self._in_flight:
+                self._drained = asyncio.Event()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._drained.wait(), _CLOSE_WAIT_SECONDS)
+            transport.close()
+        self._transport = None
+        threads, self._threads = self._threads, []
+        for thread in threads:  # a thread store ends when its socket closes
+            await asyncio.to_thread(thread.join, _CLOSE_WAIT_SECONDS)
 
-    def _start(self) -> None:
-        self._stopping = False
-        if self._checkpointer is not None:
-            self._checkpointer.start()
-        self._thread = threading.Thread(target=self._run, name="click-writer", daemon=True)
-        self._thread.start()
 
-    def _take_all(self) -> list[_Pending]:
-        taken = []
-        while self._pending:
-            taken.append(self._pending.popleft())
-        return taken
-
-    def _run(self) -> None:
-        pending = self._pending
-        try:
-            while True:
-                if not pending:
-                    if self._stopping:
-                        return
-                    self._idle = True
-                    if not pending:  # re-checked after saying so: record() sets the event
-                        self._wake.wait()
-                    self._wake.clear()
-                    self._idle = False
-                    continue
-                batch = [pending.popleft() for _ in range(min(len(pending), self._max))]
-                ok = self._commit([row for row, _ in batch])
-                self._hand_back(batch, ok)
-        finally:
-            self._disconnect()
-
-    def _hand_back(self, batch: list[_Pending], ok: bool) -> None:
-        """One call into each waiting event loop (in a server there is one)."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
-        for item in batch:
-            by_loop.setdefault(item[1].get_loop(), []).append(item)
-        for loop, items in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there
-                loop.call_soon_threadsafe(self._answer, items, ok)
-
-    @staticmethod
-    def _answer(batch: list[_Pending], ok: bool) -> None:
-        for _, done in batch:
-            if not done.done():
-                done.set_result(ok)
-
-    def _commit(self, rows: list[ClickRow]) -> bool:
-        started = time.perf_counter()
-        try:
-            session = self._session or self._connect()
-            with write_lock(self._runtime.engine), session.begin():
-                tracking.write_click_rows(session, rows)
-        except Exception:
-            metrics.CLICK_WRITE_FAILURES.inc()
-            log.exception("could not commit %d clicks", len(rows))
-            self._disconnect()  # the next batch starts on a fresh connection
-            return False
-        metrics.CLICK_COMMIT_SECONDS.observe(time.perf_counter() - started)
-        metrics.CLICK_BATCH_SIZE.observe(len(rows))
-        metrics.CLICKS_WRITTEN.inc(len(rows))
-        return True
-
-    def _connect(self) -> Session:
-        # A write connection (on SQLite: BEGIN IMMEDIATE) kept for the thread's life.
-        self._connection = self._runtime.engine.connect().execution_options(**{WRITE_OPTION: True})
-        if self._checkpointer is not None:
-            # Checkpoints happen in the background (core/checkpoint.py), not in a
-            # batch's commit. The other connections keep SQLite's default.
-            # On the driver's connection: through SQLAlchemy it would begin a
-            # transaction, and the session would then only ever join it.
-            driver = self._connection.connection.driver_connection
-            assert driver is not None
-            driver.execute("PRAGMA wal_autocheckpoint=0")
-        self._session = Session(bind=self._connection, expire_on_commit=False)
-        return self._session
-
-    def _disconnect(self) -> None:
-        session, connection = self._session, self._connection
-        self._session = self._connection = None
-        with contextlib.suppress(Exception):  # a broken connection may fail to close
-            if session is not None:
-                session.close()
-            if connection is not None:
-                connection.close()
+def _answer(waiting: list[asyncio.Future[bool]] | tuple[()], ok: bool) -> None:
+    for done in waiting:
+        if not done.done():
+            done.set_result(ok)

@@ -339,3 +339,10 @@ def test_old_secret_keys_are_decoded_and_checked(tmp_path: Path) -> None:
     assert load_old_secret_keys(good) == [bytes([0x22] * 32), bytes([0x33] * 32)]
     with pytest.raises(SettingsError, match="PARTNERLOOP_OLD_SECRET_KEYS must be 32 bytes"):
         load_old_secret_keys(bad)
+
+
+def test_the_click_writer_is_a_process_unless_told_otherwise(tmp_path: Path) -> None:
+    assert _settings(tmp_path).click_writer == "process"
+    assert _settings(tmp_path, PARTNERLOOP_CLICK_WRITER="Thread").click_writer == "thread"
+    with pytest.raises(SettingsError, match="PARTNERLOOP_CLICK_WRITER"):
+        _settings(tmp_path, PARTNERLOOP_CLICK_WRITER="fork")

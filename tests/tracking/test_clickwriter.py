@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import tempfile
+import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -17,6 +21,7 @@ from partnerloop.tracking import service as tracking
 from partnerloop.tracking.models import Click
 from partnerloop.tracking.service import ClickRecord, LinkTarget
 from partnerloop.web import metrics
+from partnerloop.web.clickserver import FRAME_HEAD, MAX_PAYLOAD, ClickServer, listen
 from partnerloop.web.clickwriter import ClickWriter
 from tests.factories.affiliates import unique_email
 from tests.factories.programs import create_program
@@ -96,7 +101,7 @@ def _rollup(runtime: Runtime, target: LinkTarget) -> tuple[int, int]:
 
 def test_many_waiting_clicks_share_commits_and_all_are_stored(runtime: Runtime) -> None:
     target = _target(runtime)
-    writer = ClickWriter(runtime)
+    writer = ClickWriter.in_thread(runtime)
     commits_before = metrics.CLICK_BATCH_SIZE._sum.get()
     count_before = _histogram_count(metrics.CLICK_BATCH_SIZE)
 
@@ -133,7 +138,7 @@ def test_a_failed_commit_answers_false_and_the_next_batch_is_stored(runtime: Run
     taken = tracking.new_click_id()
     with transaction(runtime.sessions) as session:
         tracking.write_clicks(session, runtime.cipher, [_click(target, click_id=taken)])
-    writer = ClickWriter(runtime)
+    writer = ClickWriter.in_thread(runtime)
 
     async def scenario() -> tuple[bool, bool]:
         try:
@@ -154,7 +159,7 @@ def test_a_failed_commit_answers_false_and_the_next_batch_is_stored(runtime: Run
 
 def test_close_commits_what_is_queued(runtime: Runtime) -> None:
     target = _target(runtime)
-    writer = ClickWriter(runtime)
+    writer = ClickWriter.in_thread(runtime)
 
     async def scenario() -> list[bool]:
         pending = [asyncio.ensure_future(writer.record(_click(target))) for _ in range(25)]
@@ -231,3 +236,81 @@ def test_batches_of_every_size_are_stored(runtime: Runtime) -> None:
         total += size
         assert _stored(runtime, target.link_id) == total
     assert _rollup(runtime, target)[0] == total
+
+
+def _store_thread(runtime: Runtime, path: Path) -> tuple[threading.Event, threading.Thread]:
+    """A click store listening at `path`, as serve's process runs it, in a thread."""
+    listener = listen(path)
+    stop = threading.Event()
+    server = ClickServer(runtime.engine, runtime.cipher, batch_max=100)
+
+    def run() -> None:
+        try:
+            server.serve(stop=stop, listener=listener)
+        finally:
+            listener.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return stop, thread
+
+
+def test_a_peer_sending_garbage_is_hung_up_on_and_the_others_go_on(runtime: Runtime) -> None:
+    target = _target(runtime)
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "clicks.sock"
+        stop, thread = _store_thread(runtime, path)
+        try:
+            garbage = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            garbage.connect(str(path))
+            garbage.sendall(FRAME_HEAD.pack(5, 1) + b"\xff\xfe\xfd\xfc\xfb")  # not marshal
+            garbage.settimeout(10)
+            assert garbage.recv(100) == b""  # hung up on, nothing acknowledged
+            huge = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            huge.connect(str(path))
+            huge.sendall(FRAME_HEAD.pack(MAX_PAYLOAD + 1, 1))
+            huge.settimeout(10)
+            assert huge.recv(100) == b""
+
+            writer = ClickWriter.to_socket(path)
+
+            async def scenario() -> list[bool]:
+                try:
+                    return await asyncio.gather(*(writer.record(_click(target)) for _ in range(5)))
+                finally:
+                    await writer.close()
+
+            assert aio.run(scenario) == [True] * 5
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    assert _stored(runtime, target.link_id) == 5
+
+
+def test_without_a_store_clicks_are_answered_false_and_then_it_reconnects(
+    runtime: Runtime,
+) -> None:
+    target = _target(runtime)
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "clicks.sock"
+        writer = ClickWriter.to_socket(path)
+        stop, thread = _store_thread(runtime, path)
+
+        async def scenario() -> list[bool]:
+            nonlocal stop, thread
+            answers = [await writer.record(_click(target))]
+            stop.set()  # the store goes (a restart, say)
+            await asyncio.to_thread(thread.join, 10)
+            answers.append(await writer.record(_click(target)))  # without a click id
+            answers.append(await writer.record(_click(target)))
+            stop, thread = _store_thread(runtime, path)  # back
+            answers.append(await writer.record(_click(target)))
+            await writer.close()
+            return answers
+
+        try:
+            assert aio.run(scenario) == [True, False, False, True]
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    assert _stored(runtime, target.link_id) == 2

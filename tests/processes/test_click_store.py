@@ -1,0 +1,172 @@
+"""`partnerloop serve`'s click store process (web/clickserver.py): killed, it is
+started again and no answered click is lost or doubled meanwhile; it goes when
+serve goes, however serve goes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from partnerloop.runtime import Runtime
+from partnerloop.tracking.models import Click, Link
+from tests.conftest import Backend, free_port
+from tests.factories.affiliates import create_affiliate_api
+from tests.factories.programs import create_program_api
+from tests.factories.tracking import BROWSER_UA, create_link_api
+from tests.processes.conftest import (
+    Proc,
+    Processes,
+    backend_env,
+    last_line,
+    run_cli,
+    unique,
+    wait_ready,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _click_stores(parent: int) -> list[int]:
+    """Live click store processes started by `parent`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if stat[0] != "Z" and int(stat[1]) == parent and b"partnerloop.web.clickserver" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return stat[0] != "Z"
+
+
+def _start(backend: Backend, processes: Processes, *extra: str) -> tuple[Proc, str, str]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = backend_env(backend, PARTNERLOOP_WORKER_IN_PROCESS="false", PARTNERLOOP_PUBLIC_URL=base)
+    serve = processes.start("serve", "--host", "127.0.0.1", "--port", str(port), *extra, env=env)
+    created = run_cli("api-key", "create", "--scope", "admin", "--name", unique("cs"), env=env)
+    assert created.returncode == 0, created.stderr
+    wait_ready(base, serve)
+    with httpx.Client(
+        base_url=base,
+        headers={"Authorization": f"Bearer {last_line(created.stdout)}"},
+        timeout=10.0,
+    ) as api:
+        program = create_program_api(api)
+        affiliate = create_affiliate_api(api, program["id"])
+        link = create_link_api(api, program["id"], affiliate["id"])
+    return serve, base, link["code"]
+
+
+def _click(client: httpx.Client, code: str) -> str | None:
+    """The click id the redirect handed out, or None when it was not recorded."""
+    response = client.get(f"/r/{code}", headers={"User-Agent": BROWSER_UA})
+    assert response.status_code == 302, response.text
+    ids = parse_qs(urlsplit(response.headers["location"]).query).get("plclid")
+    return ids[0] if ids else None
+
+
+def _stored(observer: sessionmaker[Session], code: str) -> set[str]:
+    with observer() as session:
+        link_id = session.scalar(select(Link.id).where(Link.code == code))
+        return set(session.scalars(select(Click.id).where(Click.link_id == link_id)))
+
+
+def test_a_killed_click_store_is_restarted_and_no_answered_click_is_lost(
+    backend: Backend,
+    quiet_queue: Runtime,
+    observer: sessionmaker[Session],
+    processes: Processes,
+) -> None:
+    serve, base, code = _start(backend, processes)
+    stores = _click_stores(serve.pid)
+    assert len(stores) == 1, serve.describe()
+
+    handed_out: list[str] = []
+    unrecorded = 0
+    with httpx.Client(base_url=base, timeout=10.0) as client:
+        for _ in range(20):
+            click_id = _click(client, code)
+            assert click_id is not None
+            handed_out.append(click_id)
+
+        os.kill(stores[0], signal.SIGKILL)
+        # Shoppers keep being redirected while it is down; once it is back the
+        # clicks are recorded again.
+        deadline = time.monotonic() + 30
+        recorded_again = 0
+        while recorded_again < 20:
+            assert time.monotonic() < deadline, serve.describe()
+            click_id = _click(client, code)
+            if click_id is None:
+                unrecorded += 1
+            else:
+                handed_out.append(click_id)
+                recorded_again += 1
+
+    restarted = _click_stores(serve.pid)
+    assert len(restarted) == 1, serve.describe()
+    assert restarted != stores
+    assert "the click store stopped" in serve.output()
+    # Every click id a shopper was given is stored, once; nothing else is.
+    assert len(set(handed_out)) == len(handed_out)
+    assert _stored(observer, code) == set(handed_out)
+
+
+def test_serve_workers_share_one_click_store(
+    backend: Backend,
+    quiet_queue: Runtime,
+    observer: sessionmaker[Session],
+    processes: Processes,
+) -> None:
+    serve, base, code = _start(backend, processes, "--workers", "2")
+    wait_until(
+        lambda: serve.output().count("Application startup complete") >= 2,
+        what="two server processes",
+    )
+    assert len(_click_stores(serve.pid)) == 1, serve.describe()
+    handed_out = set()
+    for _ in range(30):  # a new connection each: the kernel spreads them over both
+        with httpx.Client(base_url=base, timeout=10.0) as client:
+            click_id = _click(client, code)
+            assert click_id is not None
+            handed_out.add(click_id)
+    assert _stored(observer, code) == handed_out
+
+
+def test_the_click_store_stops_with_serve(
+    backend: Backend, quiet_queue: Runtime, processes: Processes
+) -> None:
+    # Stopped in order: its last clicks committed, then the store.
+    serve, _, _ = _start(backend, processes)
+    (store,) = _click_stores(serve.pid)
+    serve.signal(signal.SIGTERM)
+    assert serve.wait(timeout=30) == 0, serve.describe()
+    wait_until(lambda: not _alive(store), what="the click store to stop with serve")
+
+    # Killed outright: the store notices its parent is gone and ends by itself.
+    serve, _, _ = _start(backend, processes)
+    (store,) = _click_stores(serve.pid)
+    serve.popen.send_signal(signal.SIGKILL)
+    serve.popen.wait(timeout=10)
+    wait_until(lambda: not _alive(store), what="an orphaned click store to end")
