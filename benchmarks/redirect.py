@@ -846,11 +846,14 @@ def report(runs: list[Run], args: argparse.Namespace, tool: str) -> str:
     group = [r for r in runs if r.variant in PARTNERLOOP]
     if group:
         lines.append("")
-        lines.append("Group commit (from /metrics, deltas over each measured run):")
+        lines.append(
+            "Click batches the server process sent to its click store (from /metrics, deltas "
+            "over each measured run; the store may commit several batches together):"
+        )
         lines.append("")
         lines.append(
-            "| round | variant | commits | commits/s | mean batch | p50 batch | p99 batch "
-            "| mean commit ms | batch size distribution (share of commits) |"
+            "| round | variant | batches | batches/s | mean batch | p50 batch | p99 batch "
+            "| mean wait for commit ms | batch size distribution (share of batches) |"
         )
         lines.append("|---:|---|---:|---:|---:|---:|---:|---:|---|")
         for r in sorted(group, key=lambda r: (r.round, r.variant)):

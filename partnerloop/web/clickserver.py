@@ -245,6 +245,9 @@ class ClickServer:
             # Checkpoints happen in the background (core/checkpoint.py), not in a
             # batch's commit. The other connections keep SQLite's default.
             self._driver.execute("PRAGMA wal_autocheckpoint=0")
+            # Waits for another process's write lock in short polls (core.db
+            # run_atomically), not in SQLite's sleeps of up to 100 ms.
+            self._driver.execute("PRAGMA busy_timeout=0")
         return self._driver
 
     def _disconnect(self) -> None:
