@@ -199,7 +199,12 @@ def _start_click_store(settings: Settings) -> ClickStoreProcess | None:
     if settings.click_writer != "process" or in_memory:  # a memory database is one process's
         return None
     store = ClickStoreProcess()
-    store.start()
+    try:
+        store.start()
+    except (OSError, RuntimeError) as error:
+        store.stop()
+        err.print(f"[red]{error}[/red]")
+        raise typer.Exit(1) from None
     return store
 
 

@@ -44,7 +44,7 @@ class RollupAdd:
 def add_many(session: Session, rows: Sequence[RollupAdd]) -> None:
     """Apply a batch of increments to every rollup, in the caller's transaction:
     rows with the same key are added up first, then one upsert-add statement per
-    table (three statements however many rows; see core.db.upsert_add). A
+    table (three statements however many rows; see core.db.upsert_add_statements). A
     zero net change writes nothing; an unknown figure raises ValueError before
     anything is written."""
     connection = session.connection()

@@ -20,7 +20,6 @@ from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session
 
 _Processor = Callable[[Any], Any]
 # SQL text and its parameters, for the driver as they are (cursor.execute).
@@ -91,13 +90,3 @@ class BulkInsert:
             start += chunk
             left -= chunk
         return found
-
-    def execute(self, session: Session, rows: Sequence[Sequence[Any]]) -> None:
-        """Insert `rows` in the session's transaction."""
-        if not rows:
-            return
-        connection = session.connection()
-        for sql, parameters in self.statements(
-            connection.dialect, self.prepare(connection.dialect, rows)
-        ):
-            connection.exec_driver_sql(sql, parameters)

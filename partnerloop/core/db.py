@@ -219,30 +219,6 @@ def _insert_if_absent_statement(
     )
 
 
-def upsert_add(
-    session: Session,
-    table: Table,
-    *,
-    key: Sequence[str],
-    counters: Sequence[str],
-    rows: Sequence[Sequence[Any]],
-) -> None:
-    """Insert each row, or add its counters to the stored row with the same key,
-    atomically (rollup counters). A row is the values of `key` then `counters`,
-    in that order. Rows are written in the order given, in one statement: on
-    SQLite one executemany, on PostgreSQL one INSERT ... SELECT FROM unnest(...)
-    of a column array each (one round trip, whatever the number of rows).
-
-    Two rows with the same key in one call are refused by PostgreSQL (a command
-    cannot update a row twice): callers add them up first.
-    """
-    connection = session.connection()
-    for sql, parameters in upsert_add_statements(
-        connection.dialect, table, key=key, counters=counters, rows=rows
-    ):
-        connection.exec_driver_sql(sql, parameters)
-
-
 def upsert_add_statements(
     dialect: Dialect,
     table: Table,
@@ -251,8 +227,15 @@ def upsert_add_statements(
     counters: Sequence[str],
     rows: Sequence[Sequence[Any]],
 ) -> list[tuple[str, Any]]:
-    """upsert_add's statements (SQL text, parameters), for a caller that sends
-    them to the driver itself."""
+    """Statements (SQL text, parameters) that insert each row, or add its
+    counters to the stored row with the same key, atomically (rollup counters).
+    A row is the values of `key` then `counters`, in that order, written in the
+    order given: on SQLite multi-row VALUES statements, on PostgreSQL one
+    INSERT ... SELECT FROM unnest(...) of a column array each (one round trip,
+    whatever the number of rows). The caller runs them in its transaction.
+
+    Two rows with the same key in one call are refused by PostgreSQL (a command
+    cannot update a row twice): callers add them up first."""
     if not rows:
         return []
     sql, processors = _upsert_add_sql(dialect, table, tuple(key), tuple(counters))

@@ -297,10 +297,6 @@ class ClickStoreProcess:
         self._monitor = threading.Thread(target=self._watch, name="click-store-watch", daemon=True)
         self._monitor.start()
 
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
     def _spawn(self) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
             [

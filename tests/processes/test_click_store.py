@@ -24,6 +24,7 @@ from tests.factories.tracking import BROWSER_UA, create_link_api
 from tests.processes.conftest import (
     Proc,
     Processes,
+    _children,
     backend_env,
     last_line,
     run_cli,
@@ -38,16 +39,13 @@ pytestmark = pytest.mark.slow
 def _click_stores(parent: int) -> list[int]:
     """Live click store processes started by `parent`."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in _children(parent):
         try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            command = (entry / "cmdline").read_bytes()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if stat[0] != "Z" and int(stat[1]) == parent and b"partnerloop.web.clickserver" in command:
-            found.append(int(entry.name))
+        if b"partnerloop.web.clickserver" in command and _alive(pid):
+            found.append(pid)
     return found
 
 
