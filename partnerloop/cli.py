@@ -6,6 +6,8 @@ import getpass
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -165,11 +167,7 @@ def serve(
         "forwarded_allow_ips": "*" if settings.trust_forwarded_for else None,
     }
     common = {"host": host, "port": port, "log_level": settings.log_level, "access_log": False}
-    store = _start_click_store(settings)
-    # uvicorn shuts down on SIGTERM, then raises it again with the handler it found:
-    # this one, so the click store below is stopped in order and serve exits 0.
-    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
+    with _click_store(settings) as store:
         if workers == 1:
             from partnerloop.web.app import create_app
 
@@ -186,9 +184,21 @@ def serve(
             **common,  # type: ignore[arg-type]
             **proxy,  # type: ignore[arg-type]
         )
+
+
+@contextmanager
+def _click_store(settings: Settings) -> Iterator[ClickStoreProcess | None]:
+    """The click store for the server run inside (see _start_click_store), stopped
+    after it: once the redirects have drained, so their clicks go in."""
+    store = _start_click_store(settings)
+    # uvicorn shuts down on SIGTERM, then raises it again with the handler it found:
+    # this one, so the store is stopped in order and the command exits 0.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        yield store
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if store is not None:  # after the redirects have drained: their clicks go in
+        if store is not None:
             store.stop()
 
 
@@ -238,7 +248,16 @@ def demo(
     settings = _settings()
     logs.configure(settings.log_level)
     initialise(settings)
-    run_demo(_runtime(settings), host=host, port=port, traffic=traffic, console=out)
+    runtime = _runtime(settings)
+    with _click_store(settings) as store:  # as serve does
+        run_demo(
+            runtime,
+            host=host,
+            port=port,
+            traffic=traffic,
+            console=out,
+            click_socket=store.socket_path if store else None,
+        )
 
 
 @app.command("settings")

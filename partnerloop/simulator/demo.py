@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import uvicorn
@@ -102,12 +103,22 @@ def seed(runtime: Runtime) -> DemoSeed:
         return DemoSeed(program.id, token, key.secret, codes, coupons)
 
 
-def run_demo(runtime: Runtime, *, host: str, port: int, traffic: bool, console: Console) -> None:
+def run_demo(
+    runtime: Runtime,
+    *,
+    host: str,
+    port: int,
+    traffic: bool,
+    console: Console,
+    click_socket: Path | None = None,
+) -> None:
+    """Seed, serve and feed traffic until Ctrl-C. Clicks go to the click store at
+    `click_socket` (as `serve` does), or to one in a thread without it."""
     demo = seed(runtime)
     base = f"http://{host}:{port}"
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(runtime, run_worker=True),
+            create_app(runtime, run_worker=True, click_socket=click_socket),
             host=host,
             port=port,
             log_level="warning",

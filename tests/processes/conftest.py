@@ -187,6 +187,28 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def click_stores(parent: int) -> list[int]:
+    """Live click store processes started by `parent`."""
+    found = []
+    for pid in _children(parent):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"partnerloop.web.clickserver" in command and alive(pid):
+            found.append(pid)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return stat[0] != "Z"
+
+
 class Processes:
     """Starts processes for one test and kills whatever is still running at its end."""
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -24,8 +23,9 @@ from tests.factories.tracking import BROWSER_UA, create_link_api
 from tests.processes.conftest import (
     Proc,
     Processes,
-    _children,
+    alive,
     backend_env,
+    click_stores,
     last_line,
     run_cli,
     unique,
@@ -34,27 +34,6 @@ from tests.processes.conftest import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def _click_stores(parent: int) -> list[int]:
-    """Live click store processes started by `parent`."""
-    found = []
-    for pid in _children(parent):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"partnerloop.web.clickserver" in command and _alive(pid):
-            found.append(pid)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return stat[0] != "Z"
 
 
 def _start(backend: Backend, processes: Processes, *extra: str) -> tuple[Proc, str, str]:
@@ -97,7 +76,7 @@ def test_a_killed_click_store_is_restarted_and_no_answered_click_is_lost(
     processes: Processes,
 ) -> None:
     serve, base, code = _start(backend, processes)
-    stores = _click_stores(serve.pid)
+    stores = click_stores(serve.pid)
     assert len(stores) == 1, serve.describe()
 
     handed_out: list[str] = []
@@ -122,7 +101,7 @@ def test_a_killed_click_store_is_restarted_and_no_answered_click_is_lost(
                 handed_out.append(click_id)
                 recorded_again += 1
 
-    restarted = _click_stores(serve.pid)
+    restarted = click_stores(serve.pid)
     assert len(restarted) == 1, serve.describe()
     assert restarted != stores
     assert "the click store stopped" in serve.output()
@@ -142,7 +121,7 @@ def test_serve_workers_share_one_click_store(
         lambda: serve.output().count("Application startup complete") >= 2,
         what="two server processes",
     )
-    assert len(_click_stores(serve.pid)) == 1, serve.describe()
+    assert len(click_stores(serve.pid)) == 1, serve.describe()
     handed_out = set()
     for _ in range(30):  # a new connection each: the kernel spreads them over both
         with httpx.Client(base_url=base, timeout=10.0) as client:
@@ -157,14 +136,14 @@ def test_the_click_store_stops_with_serve(
 ) -> None:
     # Stopped in order: its last clicks committed, then the store.
     serve, _, _ = _start(backend, processes)
-    (store,) = _click_stores(serve.pid)
+    (store,) = click_stores(serve.pid)
     serve.signal(signal.SIGTERM)
     assert serve.wait(timeout=30) == 0, serve.describe()
-    wait_until(lambda: not _alive(store), what="the click store to stop with serve")
+    wait_until(lambda: not alive(store), what="the click store to stop with serve")
 
     # Killed outright: the store notices its parent is gone and ends by itself.
     serve, _, _ = _start(backend, processes)
-    (store,) = _click_stores(serve.pid)
+    (store,) = click_stores(serve.pid)
     serve.popen.send_signal(signal.SIGKILL)
     serve.popen.wait(timeout=10)
-    wait_until(lambda: not _alive(store), what="an orphaned click store to end")
+    wait_until(lambda: not alive(store), what="an orphaned click store to end")

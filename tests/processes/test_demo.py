@@ -19,7 +19,7 @@ from rich.console import Console
 
 from partnerloop.simulator.demo import DemoSeed, _print_banner
 from tests.conftest import free_port
-from tests.processes.conftest import Proc, Processes, clean_env, wait_until
+from tests.processes.conftest import Proc, Processes, alive, clean_env, click_stores, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -121,13 +121,16 @@ def test_demo_runs_traffic_with_exact_commissions_and_stops_on_ctrl_c(
         conversion = by_id[commission["conversion_id"]]
         assert [commission] == [c for c in conversion["commissions"] if c["id"] == commission["id"]]
 
-    # When Ctrl-C is pressed
+    # When Ctrl-C is pressed (the demo writes its clicks through a click store, as serve does)
+    stores = click_stores(demo.pid)
+    assert len(stores) == 1, demo.describe()
     demo.signal(signal.SIGINT)
 
     # Then the demo stops within 15 s, cleanly, with the shell's status for Ctrl-C
     # (uvicorn re-raises the signal it caught once it has shut down)
     assert demo.wait(timeout=15) == 128 + signal.SIGINT, demo.describe()
     assert [line for line in demo.stderr_lines() if "Traceback" in line] == []
+    assert not alive(stores[0]), "the click store outlived the demo"
     # And neither the affiliates' nor the shoppers' e-mails were ever logged
     assert EMAIL.findall(demo.output()) == []
 
