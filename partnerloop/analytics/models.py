@@ -21,7 +21,22 @@ FIGURES = (
 )
 
 
-class DailyStats(Base):
+class Figures:
+    """The counters every rollup table carries (FIGURES), after its key."""
+
+    # sort_order: after the table's own key columns, in FIGURES' order.
+    clicks: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=1)
+    unique_clicks: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=1)
+    conversions: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=1)
+    revenue_minor: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=1)
+    commission_pending_minor: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=1)
+    commission_approved_minor: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=1)
+    commission_paid_minor: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=1)
+    commission_reversed_minor: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=1)
+    commission_declined_minor: Mapped[int] = mapped_column(BigInteger, default=0, sort_order=1)
+
+
+class DailyStats(Figures, Base):
     """Rollup per program, affiliate and UTC day, maintained on write.
 
     Dashboards and /stats read these rows instead of scanning clicks, so their
@@ -41,18 +56,9 @@ class DailyStats(Base):
     program_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     affiliate_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
-    unique_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
-    conversions: Mapped[int] = mapped_column(BigInteger, default=0)
-    revenue_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_pending_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_approved_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_paid_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_reversed_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_declined_minor: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class ProgramDailyStats(Base):
+class ProgramDailyStats(Figures, Base):
     """Rollup per program and UTC day (all affiliates and unattributed orders
     together), maintained on write with DailyStats: the dashboard's series and
     KPIs and the weekly report read at most one row per day of the period,
@@ -64,18 +70,9 @@ class ProgramDailyStats(Base):
 
     program_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
-    unique_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
-    conversions: Mapped[int] = mapped_column(BigInteger, default=0)
-    revenue_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_pending_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_approved_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_paid_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_reversed_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_declined_minor: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class PeriodStats(Base):
+class PeriodStats(Figures, Base):
     """Rollup per program, affiliate and calendar span longer than a day,
     maintained on write with DailyStats: `grain` is 'year', 'month' or 'part'
     (a quarter of a month: days 1-8, 9-16, 17-24 and 25 to the end), and
@@ -100,12 +97,7 @@ class PeriodStats(Base):
     grain: Mapped[str] = mapped_column(String(8), primary_key=True)
     first_day: Mapped[date] = mapped_column(Date, primary_key=True)
     affiliate_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    clicks: Mapped[int] = mapped_column(BigInteger, default=0)
-    unique_clicks: Mapped[int] = mapped_column(BigInteger, default=0)
-    conversions: Mapped[int] = mapped_column(BigInteger, default=0)
-    revenue_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_pending_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_approved_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_paid_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_reversed_minor: Mapped[int] = mapped_column(BigInteger, default=0)
-    commission_declined_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+for _table in (DailyStats, ProgramDailyStats, PeriodStats):
+    assert tuple(c.name for c in _table.__table__.columns)[-len(FIGURES) :] == FIGURES, _table
