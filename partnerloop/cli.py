@@ -208,7 +208,11 @@ def _start_click_store(settings: Settings) -> ClickStoreProcess | None:
     in_memory = settings.database_url in ("sqlite://", "sqlite:///:memory:")
     if settings.click_writer != "process" or in_memory:  # a memory database is one process's
         return None
-    store = ClickStoreProcess()
+    try:
+        store = ClickStoreProcess()  # its socket's directory, under the temp dir
+    except OSError as error:
+        err.print(f"[red]Cannot create the click store's socket directory: {error}[/red]")
+        raise typer.Exit(1) from None
     try:
         store.start()
     except (OSError, RuntimeError) as error:
