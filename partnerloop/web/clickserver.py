@@ -385,6 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         listener.close()
         engine.dispose()
+        if os.getppid() != parent:
+            # serve was killed and cannot tidy up: the socket and its directory go
+            # with us (while serve lives, they stay for the store it restarts).
+            with contextlib.suppress(OSError):
+                args.socket.unlink()
+                args.socket.parent.rmdir()
     return 0
 
 

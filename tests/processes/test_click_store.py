@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -141,9 +142,14 @@ def test_the_click_store_stops_with_serve(
     assert serve.wait(timeout=30) == 0, serve.describe()
     wait_until(lambda: not alive(store), what="the click store to stop with serve")
 
-    # Killed outright: the store notices its parent is gone and ends by itself.
+    # Killed outright: the store notices its parent is gone and ends by itself,
+    # and takes its socket's directory with it.
     serve, _, _ = _start(backend, processes)
     (store,) = click_stores(serve.pid)
+    arguments = Path(f"/proc/{store}/cmdline").read_bytes().split(b"\0")
+    socket_path = Path(arguments[arguments.index(b"--socket") + 1].decode())
+    assert socket_path.exists()
     serve.popen.send_signal(signal.SIGKILL)
     serve.popen.wait(timeout=10)
     wait_until(lambda: not alive(store), what="an orphaned click store to end")
+    wait_until(lambda: not socket_path.parent.exists(), what="its socket directory to go")
