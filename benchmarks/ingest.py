@@ -32,7 +32,12 @@ even); outbox rows per order as expected (fan-out and webhook: 2 for an
 attributed order, 1 otherwise), all delivered; the sink got every webhook id
 exactly once.
 
+With `--workers-after`, no worker runs during the load (the burst goes to the
+inbox only) and the workers start when it ends: the accept path's own rate,
+then the time to drain the burst.
+
     .venv/bin/python benchmarks/ingest.py [--duration 10] [--connections 32] [--rounds 2]
+        [--workers-after]
 """
 
 from __future__ import annotations
@@ -797,14 +802,19 @@ def run_partnerloop(
     base = f"http://127.0.0.1:{port}"
     env = dict(instance.env, PARTNERLOOP_PUBLIC_URL=base)
     procs: list[Proc] = []
+    workers = args.pg_workers if variant == "P" else 1
+
+    def start_workers() -> None:
+        for n in range(workers):
+            procs.append(start(f"worker-{variant}{n}", [PARTNERLOOP, "worker"], env, workdir))
+
     try:
-        if variant == "P":
+        if variant == "P" or args.workers_after:
             env["PARTNERLOOP_WORKER_IN_PROCESS"] = "false"
         serve = start(f"serve-{variant}", [PARTNERLOOP, "serve", "--port", str(port)], env, workdir)
         procs.append(serve)
-        if variant == "P":
-            for n in range(args.pg_workers):
-                procs.append(start(f"worker-{variant}{n}", [PARTNERLOOP, "worker"], env, workdir))
+        if variant == "P" and not args.workers_after:
+            start_workers()
         wait_ready(base, serve)
         cpu = [p.cpu_seconds() for p in procs]
         spies = [profile(p, args, workdir) for p in procs] if args.profile else []
@@ -820,6 +830,8 @@ def run_partnerloop(
             return {"variant": variant, "accepted_rps": load.accepted_rps, "p50_ms": load.p50_ms,
                     "p99_ms": load.p99_ms, "serve_cpu_us": accept_cpu[0] / load.requests * 1e6,
                     "problems": []}  # fmt: skip
+        if args.workers_after:  # the burst is in the inbox; now the workers drain it
+            start_workers()
         drain = wait_drained(instance.runtime, procs)
         total = time.perf_counter() - started
         time.sleep(0.5)  # the sink's last answers
@@ -832,6 +844,7 @@ def run_partnerloop(
         instance.close()
     return {
         "variant": variant,
+        "workers_after": bool(args.workers_after),
         "rps": load.rps,
         "accepted_rps": load.accepted_rps,
         "p50_ms": load.p50_ms,
@@ -885,6 +898,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40_000, help="unique signed requests")
     parser.add_argument("--attributed", type=float, default=0.6, help="share with click/coupon")
     parser.add_argument("--pg-workers", type=int, default=2)
+    parser.add_argument(
+        "--workers-after",
+        action="store_true",
+        help="no worker during the load (S: serve's in-process worker off); then start "
+        "`partnerloop worker` processes (S: 1, P: --pg-workers) and time the drain",
+    )
     parser.add_argument("--pg-url", default=PG_URL_DEFAULT)
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     parser.add_argument("--profile", type=Path, help="py-spy every partnerloop process into DIR")

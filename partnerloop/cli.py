@@ -224,11 +224,17 @@ def _start_click_store(settings: Settings) -> ClickStoreProcess | None:
 
 @app.command()
 def worker() -> None:
-    """Process the inbox and outbox (run any number of these on PostgreSQL)."""
+    """Process the inbox and outbox (run any number of these on PostgreSQL).
+
+    Runs at a lower CPU priority than `serve` (PARTNERLOOP_WORKER_NICE, default 10),
+    so on a shared machine a burst of webhooks is answered first and drained after.
+    """
     import threading
 
     settings = _settings()
     logs.configure(settings.log_level)
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)
     runtime = _runtime(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -41,6 +41,7 @@ from partnerloop.integrations.registry import (
 )
 from partnerloop.integrations.webhooks.connector import KIND as WEBHOOK_KIND
 from partnerloop.sync.fanout import Subscriber, make_fanout
+from partnerloop.sync.pacing import NO_PACING, Pacer
 from partnerloop.sync.service import FANOUT_KIND
 from partnerloop.sync.worker import BackgroundTask, Batched, PeriodicTask, Registry, Worker
 
@@ -171,9 +172,14 @@ class Runtime:
         )
 
     def make_worker(
-        self, *, registry: Registry | None = None, clock: Callable[[], datetime] = utcnow
+        self,
+        *,
+        registry: Registry | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        pacer: Pacer = NO_PACING,
     ) -> Worker:
-        """A worker; tests pass a clock to move time (retries, Retry-After)."""
+        """A worker; tests pass a clock to move time (retries, Retry-After); serve
+        passes a pacer to its in-process worker (sync/pacing.py)."""
         return Worker(
             session_factory=self.sessions,
             cipher=self.cipher,
@@ -188,6 +194,7 @@ class Runtime:
             # crm-outage, tests/simulator); off until that race is understood.
             together=1,
             clock=clock,
+            pacer=pacer,
         )
 
     def close(self) -> None:

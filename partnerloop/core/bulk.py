@@ -10,7 +10,9 @@ Rows go as multi-row INSERT ... VALUES (...), (...) statements, not an
 executemany: SQLite's driver releases and retakes the GIL for every row of an
 executemany, and in a busy server each retake waits for the event loop's
 thread; one statement for many rows takes it once. Row counts are split into
-powers of two so a handful of statement texts stay in the drivers' caches.
+powers of two so a handful of statement texts stay in the drivers' caches. On
+PostgreSQL the rows go as one array per column (INSERT ... SELECT FROM unnest):
+one short statement text for any number of rows.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import JSON, Table
 from sqlalchemy.engine import Dialect
 
 _Processor = Callable[[Any], Any]
@@ -31,8 +33,11 @@ MAX_ROWS_PER_STATEMENT = 512
 
 
 class BulkInsert:
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, *, suffix: str = "") -> None:
+        """`suffix` follows the VALUES (the same on both dialects), e.g.
+        "ON CONFLICT (a, b) DO NOTHING RETURNING id"."""
         self.table = table
+        self.suffix = f" {suffix}" if suffix else ""
         self.columns = [column.name for column in table.columns]
         self._processors: dict[str, list[tuple[int, _Processor]]] = {}
         self._statements: dict[tuple[str, int], str] = {}
@@ -47,9 +52,13 @@ class BulkInsert:
             # Only the table's own quoted identifiers and placeholders: no values.
             table = preparer.format_table(self.table)
             values = ", ".join([row] * rows)
-            sql = f"INSERT INTO {table} ({names}) VALUES {values}"  # noqa: S608
+            sql = f"INSERT INTO {table} ({names}) VALUES {values}{self.suffix}"  # noqa: S608
             self._statements[(dialect.name, rows)] = sql
         return sql
+
+    def _has_json(self) -> bool:
+        # JSON values go to the driver wrapped for their own type: no plain arrays.
+        return any(isinstance(column.type, JSON) for column in self.table.columns)
 
     def _processors_for(self, dialect: Dialect) -> list[tuple[int, _Processor]]:
         processors = self._processors.get(dialect.name)
@@ -77,9 +86,28 @@ class BulkInsert:
             flat.extend(values)
         return flat
 
+    def _unnest_sql(self, dialect: Dialect) -> str:
+        sql = self._statements.get((dialect.name, 0))
+        if sql is None:
+            preparer = dialect.identifier_preparer
+            names = ", ".join(preparer.quote(name) for name in self.columns)
+            arrays = ", ".join(
+                f"%b::{column.type.compile(dialect=dialect)}[]" for column in self.table.columns
+            )
+            table = preparer.format_table(self.table)
+            sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}){self.suffix}"  # noqa: S608
+            self._statements[(dialect.name, 0)] = sql
+        return sql
+
     def statements(self, dialect: Dialect, flat: Sequence[Any]) -> list[Statement]:
         """INSERT statements (SQL text, parameters) for prepared values."""
         width = len(self.columns)
+        if dialect.name == "postgresql" and flat and not self._has_json():
+            # One array per column: a short statement with one parameter per column,
+            # whatever the row count. psycopg caches the parsing of such a statement;
+            # a multi-row VALUES text of thousands of placeholders it parses anew
+            # every time (most of the insert's client-side cost).
+            return [(self._unnest_sql(dialect), tuple(list(flat[c::width]) for c in range(width)))]
         found: list[Statement] = []
         start, left = 0, len(flat) // width
         while left:

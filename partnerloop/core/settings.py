@@ -72,6 +72,14 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "take it over (that is how a killed worker's job runs again).",
     ),
     "PARTNERLOOP_WORKER_POLL_SECONDS": ("0.5", "Idle wait between polls for new jobs."),
+    "PARTNERLOOP_WORKER_NICE": (
+        "10",
+        "CPU priority a `partnerloop worker` process gives up (0-19, Unix nice): on a "
+        "machine it shares with `serve`, answering clicks and webhooks comes first and a "
+        "burst is drained from the inbox afterwards. 0: same priority as serve. The "
+        "worker inside serve (a thread) paces itself to the same share while webhooks "
+        "arrive.",
+    ),
     "PARTNERLOOP_CLICK_BATCH_MAX": ("1000", "Most clicks written in one group commit."),
     "PARTNERLOOP_CLICK_WRITER": (
         "process",
@@ -121,6 +129,7 @@ class Settings:
     worker_max_attempts: int = 10
     worker_lease_seconds: float = 60.0
     worker_poll_seconds: float = 0.5
+    worker_nice: int = 10
     click_batch_max: int = 1000
     click_writer: str = "process"
     webhook_timeout_seconds: float = 10.0
@@ -176,6 +185,7 @@ class Settings:
             worker_max_attempts=_int(env, "PARTNERLOOP_WORKER_MAX_ATTEMPTS", 10, minimum=1),
             worker_lease_seconds=_float(env, "PARTNERLOOP_WORKER_LEASE_SECONDS", 60.0),
             worker_poll_seconds=_float(env, "PARTNERLOOP_WORKER_POLL_SECONDS", 0.5),
+            worker_nice=_int(env, "PARTNERLOOP_WORKER_NICE", 10, minimum=0, maximum=19),
             click_batch_max=_int(env, "PARTNERLOOP_CLICK_BATCH_MAX", 1000, minimum=1),
             click_writer=_choice(env, "PARTNERLOOP_CLICK_WRITER", "process", CLICK_WRITERS),
             webhook_timeout_seconds=_float(env, "PARTNERLOOP_WEBHOOK_TIMEOUT_SECONDS", 10.0),
@@ -294,7 +304,9 @@ def _tristate(env: Mapping[str, str], name: str) -> bool | None:
     return _bool(env, name, False)
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+def _int(
+    env: Mapping[str, str], name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+) -> int:
     value = env.get(name)
     if not value:
         return default
@@ -304,6 +316,8 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -
         raise SettingsError(f"{name} must be a whole number, not {value!r}.") from None
     if number < minimum:
         raise SettingsError(f"{name} must be at least {minimum}.")
+    if maximum is not None and number > maximum:
+        raise SettingsError(f"{name} must be at most {maximum}.")
     return number
 
 

@@ -98,15 +98,19 @@ def make_deliverer(
                 )
             url = str(connector.settings["url"])
             secrets = connectors.secrets_of(cipher, connector)
+            failing = connector.consecutive_failures > 0
         outcome = WEBHOOK.deliver(client, url=url, secrets=secrets, payload=payload, now=clock())
-        _count(
-            sessions,
-            cipher,
-            message.destination_id,
-            outcome,
-            disable_after=disable_after,
-            now=clock(),
-        )
+        # A success of an endpoint that was not failing changes nothing: no write
+        # transaction for the common case (it was one per delivery).
+        if failing or not outcome.ok:
+            _count(
+                sessions,
+                cipher,
+                message.destination_id,
+                outcome,
+                disable_after=disable_after,
+                now=clock(),
+            )
         return outcome
 
     return deliver

@@ -35,6 +35,7 @@ from partnerloop.core.db import transaction
 from partnerloop.core.faults import NO_FAULTS, Faults
 from partnerloop.sync import service
 from partnerloop.sync.models import InboundEvent, OutboxMessage
+from partnerloop.sync.pacing import NO_PACING, Pacer
 
 log = logging.getLogger("partnerloop.worker")
 
@@ -146,6 +147,7 @@ class Worker:
         batch_size: int = 50,
         together: int = 25,
         clock: Callable[[], datetime] = utcnow,
+        pacer: Pacer = NO_PACING,
     ) -> None:
         self._sessions = session_factory
         self._cipher = cipher
@@ -160,6 +162,7 @@ class Worker:
         # SQLite's write lock (the webhooks' and clicks' commits wait behind it).
         self._together = max(together, 1)
         self._clock = clock
+        self._pacer = pacer
         self._wake = threading.Event()
         self._last_periodic: dict[str, float] = {}
 
@@ -331,7 +334,9 @@ class Worker:
         pending: list[tuple[str, Outcome, service.AttemptFacts]] = []
         flushed = time.monotonic()
         for message_id in message_ids:
+            started = time.monotonic()
             delivered = self._deliver(message_id)
+            self._pacer.after_job(time.monotonic() - started)
             if delivered is not None:
                 pending.append(delivered)
             if len(pending) >= self._together or time.monotonic() - flushed > 1.0:
@@ -461,6 +466,18 @@ class Worker:
         log.warning("outbox %s not delivered (%s): %s", job_id, state, outcome.error)
 
     def _run_in_transaction(
+        self,
+        model: type[service.Job],
+        job_id: str,
+        body: Callable[[Session, Any, datetime], None],
+    ) -> None:
+        started = time.monotonic()
+        try:
+            self._run_job(model, job_id, body)
+        finally:
+            self._pacer.after_job(time.monotonic() - started)
+
+    def _run_job(
         self,
         model: type[service.Job],
         job_id: str,

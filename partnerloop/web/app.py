@@ -2,7 +2,8 @@
 
 The outer ASGI callable routes by Host (a program's own portal and tracking
 domains, see web/hosts.py), sends /r/{code} to the hand-written redirect
-handler and everything else to FastAPI.
+handler, POST /hooks/{connector_id} to the hand-written webhook handler, and
+everything else to FastAPI.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from partnerloop import __version__
 from partnerloop.runtime import Runtime
+from partnerloop.sync.pacing import Pacer, share_of_nice
 from partnerloop.web import health, hooks, postback, problems
 from partnerloop.web.admin import account as admin_account
 from partnerloop.web.admin import affiliates as admin_affiliates
@@ -98,16 +100,27 @@ fault. Lists use cursor pagination: pass `next_cursor` back as `cursor`.
 """
 
 
+def _wake(api: FastAPI) -> None:
+    # The in-process worker (if any) learns of new inbox work at once.
+    worker = api.state.worker
+    if worker is not None:
+        worker.wake()
+
+
 class PartnerloopApp:
     """ASGI entry point. By Host (web/hosts.py): on the installation's own hosts
-    the click path /r/{code} goes to the hand-written redirect handler and
+    the click path /r/{code} goes to the hand-written redirect handler, a webhook
+    POST /hooks/{id} to the hand-written webhook handler (web/hooks.py), and
     everything else to FastAPI; a program's portal host shows that program's
     portal at /, its tracking host that program's links at /{code}; any other
     host gets a 404."""
 
-    def __init__(self, api: FastAPI, redirect: RedirectApp, hosts: HostRouting) -> None:
+    def __init__(
+        self, api: FastAPI, redirect: RedirectApp, webhooks: hooks.HookApp, hosts: HostRouting
+    ) -> None:
         self.api = api
         self.redirect = redirect
+        self.webhooks = webhooks
         self.hosts = hosts
         # Host values already seen to be the installation's, and whether a Host
         # header sent first settles it (not when X-Forwarded-Host may follow).
@@ -127,14 +140,22 @@ class PartnerloopApp:
             and headers[0][0] == b"host"
             and headers[0][1] in self._known_raw
         ) or self.hosts.is_installation(raw_host := self.hosts.raw_host(scope)):
-            if scope["path"].startswith(PREFIX):
+            path: str = scope["path"]
+            if path.startswith(PREFIX):
                 await self.redirect(scope, receive, send)
+            elif (
+                path.startswith(hooks.PREFIX)
+                and scope["method"] == "POST"
+                and "/" not in path[len(hooks.PREFIX) :]
+                and len(path) > len(hooks.PREFIX)
+            ):
+                await self.webhooks(scope, receive, send)
             else:
                 await self.api(scope, receive, send)
             return
         assert raw_host is not None
         target = await self.hosts.target(raw_host)
-        path: str = scope["path"]
+        path = scope["path"]
         if target is None:
             await not_found(send)
         elif target.purpose == "tracking":
@@ -166,13 +187,15 @@ def create_app(
     process) or, without one, to a store in a thread of this process."""
     writer = ClickWriter.to_socket(click_socket) if click_socket else ClickWriter.in_thread(runtime)
     in_process = runtime.settings.runs_worker_in_process if run_worker is None else run_worker
+    # The in-process worker gives way while webhooks arrive (sync/pacing.py).
+    pacer = Pacer(share_of_nice(runtime.settings.worker_nice))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         stop = threading.Event()
         thread = None
         if in_process:
-            worker = runtime.make_worker()
+            worker = runtime.make_worker(pacer=pacer)
             app.state.worker = worker
             thread = threading.Thread(
                 target=worker.run_forever, args=(stop,), name="worker", daemon=True
@@ -183,6 +206,7 @@ def create_app(
         finally:
             await writer.close()
             stop.set()
+            pacer.release()
             if thread is not None:
                 app.state.worker.wake()
                 thread.join(timeout=30)
@@ -198,6 +222,7 @@ def create_app(
     )
     api.state.runtime = runtime
     api.state.worker = None
+    api.state.hook_committer = hooks.make_committer(runtime, on_traffic=pacer.busy)
     problems.install(api)
     for module in API_ROUTERS:
         api.include_router(module.router, prefix="/api/v1")
@@ -211,5 +236,6 @@ def create_app(
     return PartnerloopApp(
         api,
         RedirectApp(runtime, writer, LinkCache(runtime)),
+        hooks.HookApp(runtime, api.state.hook_committer, wake=lambda: _wake(api)),
         HostRouting(runtime.settings, HostCache(runtime)),
     )

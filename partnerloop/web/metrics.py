@@ -30,3 +30,13 @@ WEBHOOKS = Counter(
     "Shop webhooks received (accepted, duplicate, answered, unauthorized)",
     ["outcome"],
 )
+WEBHOOK_BATCH_SIZE = Histogram(
+    "partnerloop_webhook_batch_size",
+    "Webhooks per group commit (verified and stored in one transaction)",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+WEBHOOK_COMMIT_SECONDS = Histogram(
+    "partnerloop_webhook_commit_seconds",
+    "Time to verify, store and commit one batch of webhooks",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)

@@ -143,6 +143,10 @@ def _unexpected_problem(request: Request, exc: Exception) -> JSONResponse:
     log.error(
         "unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc
     )
+    return internal_error()
+
+
+def internal_error() -> JSONResponse:
     return problem(
         500,
         code="internal_error",

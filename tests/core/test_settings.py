@@ -346,3 +346,12 @@ def test_the_click_writer_is_a_process_unless_told_otherwise(tmp_path: Path) -> 
     assert _settings(tmp_path, PARTNERLOOP_CLICK_WRITER="Thread").click_writer == "thread"
     with pytest.raises(SettingsError, match="PARTNERLOOP_CLICK_WRITER"):
         _settings(tmp_path, PARTNERLOOP_CLICK_WRITER="fork")
+
+
+def test_a_worker_process_gives_up_cpu_priority_within_unix_nice_bounds(tmp_path: Path) -> None:
+    assert _settings(tmp_path).worker_nice == 10
+    assert _settings(tmp_path, PARTNERLOOP_WORKER_NICE="0").worker_nice == 0
+    assert _settings(tmp_path, PARTNERLOOP_WORKER_NICE="19").worker_nice == 19
+    for wrong in ("20", "-1", "low"):
+        with pytest.raises(SettingsError, match="PARTNERLOOP_WORKER_NICE"):
+            _settings(tmp_path, PARTNERLOOP_WORKER_NICE=wrong)

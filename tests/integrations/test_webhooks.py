@@ -237,6 +237,28 @@ def test_an_endpoint_that_keeps_failing_is_disabled_with_a_notice_and_replayable
     assert after["state"] == "delivered"
 
 
+def test_a_success_ends_a_run_of_failures(server: Server) -> None:
+    # 2 failures then a success (order 1), then 2 more failures (order 2): never 3
+    # in a row, so the endpoint stays enabled.
+    receiver = ScriptedServer([Reply(500), Reply(500), Reply(204)], then=Reply(500))
+    clock = Clock()
+    with receiver.running(), server.client() as api:
+        program = create_program_api(api)
+        hook = endpoint(api, program["id"], receiver.url, events=["conversion.created"])
+        running = worker(server.runtime, clock, webhook_disable_after=3)
+        for order, tries in (("streak-1", 3), ("streak-2", 2)):
+            report_order(api, program["id"], order, "10.00")
+            for _ in range(tries):
+                clock.advance(3600)
+                running.drain()
+        shown = api.get(f"/api/v1/connectors/{hook['id']}").json()
+
+    states = [(m.state, m.attempts) for m in _messages(server.runtime, hook["id"])]
+    assert sorted(states) == [("delivered", 3), ("retry", 2)]
+    assert len(receiver.received) == 5  # 500, 500, 204, then 500, 500
+    assert (shown["status"], shown["disabled_reason"]) == ("active", None)
+
+
 def test_410_gone_disables_at_once(server: Server) -> None:
     receiver = ScriptedServer([Reply(410)])
     with receiver.running(), server.client() as api:

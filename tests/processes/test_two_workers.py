@@ -5,6 +5,7 @@ webhooks) and every job runs exactly once."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections import Counter
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -157,6 +158,9 @@ def test_two_worker_processes_run_every_job_of_one_backlog_once(
         except BaseException:
             print("progress:", progress, workers[0].output()[-3000:])
             raise
+        # Each worker gave up CPU priority (PARTNERLOOP_WORKER_NICE, default 10) to serve.
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert [os.getpriority(os.PRIO_PROCESS, w.pid) for w in workers] == [min(ours + 10, 19)] * 2
 
     # Then every event was claimed once and processed once
     with observer() as db:
