@@ -335,10 +335,10 @@ class LostLease(Exception):
 def _finish(
     session: Session, model: type[Job], job_id: str, *, worker_id: str, values: dict[str, Any]
 ) -> None:
-    # A Core UPDATE of the table: the ORM-enabled form (update(model)) also looks for
-    # the row in the session to update it in memory, and cost about a third of a
-    # simple job's time (benchmarks/RESULTS.md). The loaded job, if any, is expired
-    # instead, so a later read in this session sees what was written.
+    # A Core UPDATE of the table, not the ORM-enabled update(model), which also
+    # looks for the row in the session to change it in memory (its evaluation
+    # machinery per call). The loaded job, if any, is expired instead, so a later
+    # read in this session sees what was written.
     table: Table = model.__table__  # type: ignore[assignment]
     result = session.execute(
         update(table)
