@@ -88,6 +88,14 @@ class NewEvent:
     topic: str
     payload: bytes
     program_id: str | None
+    # The payload already encrypted (seal_payload), e.g. by a web server as the
+    # request arrived, off its batch's critical path; else encrypted when stored.
+    sealed: str | None = None
+
+
+def seal_payload(cipher: FieldCipher, payload: bytes) -> str:
+    """An inbox payload as stored: deflated and encrypted."""
+    return cipher.encrypt(payload.decode("utf-8", "replace"), field=PAYLOAD_FIELD, deflate=True)
 
 
 # The inbox insert of a webhook batch, on the driver (see core/bulk.py): one
@@ -117,9 +125,7 @@ def store_events(
             "external_id": event.external_id,
             "topic": event.topic,
             "program_id": event.program_id,
-            "payload_enc": cipher.encrypt(
-                event.payload.decode("utf-8", "replace"), field=PAYLOAD_FIELD, deflate=True
-            ),
+            "payload_enc": event.sealed or seal_payload(cipher, event.payload),
             "state": "pending",
             "attempts": 0,
             "next_attempt_at": now,

@@ -57,6 +57,9 @@ class Hook:
     connector_id: str
     request: WebhookRequest
     public_url: str  # as the sender called it (HubSpot signs it)
+    # The body as the inbox stores it, sealed as the request arrived: the batch's
+    # writer (one thread for every webhook) then only verifies and inserts.
+    sealed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ def make_writer(runtime: Runtime) -> Write[Hook, HookAccepted | Answer]:
                         topic=verified.topic,
                         payload=hook.request.body,
                         program_id=receiver.connector.program_id,
+                        sealed=hook.sealed,
                     ),
                 )
             )
@@ -247,6 +251,7 @@ class HookApp:
         self._committer = committer
         self._wake = wake
         self._public_url = runtime.settings.public_url
+        self._cipher = runtime.cipher
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         connector_id: str = scope["path"][len(PREFIX) :]
@@ -268,7 +273,8 @@ class HookApp:
             public_url = connectors.webhook_url(self._public_url, connector_id)
             if text_query:
                 public_url += f"?{text_query}"
-            answer = await accept(self._committer, Hook(connector_id, webhook, public_url))
+            sealed = sync.seal_payload(self._cipher, body)
+            answer = await accept(self._committer, Hook(connector_id, webhook, public_url, sealed))
         except ClientGone:
             return
         except DomainError as error:
