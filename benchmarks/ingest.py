@@ -86,6 +86,11 @@ VARIANTS = {
     "S": "partnerloop serve, SQLite, in-process worker",
     "P": "partnerloop serve, PostgreSQL, separate workers",
 }
+# With --workers-after: what ran during the load, and what drained after.
+VARIANTS_AFTER = {
+    "S": "partnerloop serve, SQLite, no worker during the load (1 worker process after)",
+    "P": "partnerloop serve, PostgreSQL, no worker during the load (--pg-workers after)",
+}
 
 
 def log(message: str) -> None:
@@ -957,8 +962,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
     for r in results:
         ratio = r["accepted_rps"] / reference[r["round"]] if r["round"] in reference else None
         cpu = r.get("serve_cpu_us", r.get("server_cpu_us", 0.0))
+        label = (VARIANTS_AFTER if r.get("workers_after") else VARIANTS)[r["variant"]]
         print(
-            f"| {r['round']} | {r['variant']}: {VARIANTS[r['variant']]} | {r['accepted_rps']:,.0f} | "
+            f"| {r['round']} | {r['variant']}: {label} | {r['accepted_rps']:,.0f} | "
             f"{'' if ratio is None else f'{ratio:.2f}'} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
             f"{cpu:,.0f} | {r.get('drain_s', 0):.1f} | {r.get('orders_per_s_end_to_end', 0):,.0f} | "
             f"{r.get('conversions', '-')} | {r.get('commissions', '-')} | "

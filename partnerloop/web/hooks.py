@@ -341,8 +341,9 @@ async def receive_webhook(request: Request, runtime: RuntimeDep, connector_id: s
 
     200 once the event is stored (a redelivery answers `duplicate`), 401 when
     the signature does not match the connector's secret (nothing stored), 404
-    for an unknown connector. Point the shop at the `webhook_url` that
-    `POST /api/v1/connectors` returned.
+    for an unknown connector, 413 for a body over 5 MiB. Point the shop at the
+    `webhook_url` that `POST /api/v1/connectors` returned. (Served by the
+    hand-written `HookApp` in front of the framework; the answers are the same.)
     """
     return await _handle(request, runtime, connector_id)
 
