@@ -60,6 +60,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -214,6 +215,20 @@ def generate(
             out.write(f"{len(record)}\n".encode() + record)
             orders.append(Order(str(order_id), subtotal, affiliate, via))
     return OrderSet(orders, seeded, path)
+
+
+def deliveries(orders: OrderSet) -> Iterator[tuple[dict[str, str], bytes]]:
+    """The generated requests back as (headers, body), in order (for scripts that
+    store or post them without wrk)."""
+    data = orders.path.read_bytes()
+    position = 0
+    while position < len(data):
+        newline = data.index(b"\n", position)
+        length = int(data[position:newline])
+        record = data[newline + 1 : newline + 1 + length]
+        position = newline + 1 + length
+        head, body = record.split(b"\r\n\r\n", 1)
+        yield dict(line.split(": ", 1) for line in head.decode().split("\r\n")), body
 
 
 # --------------------------------------------------------------------------------------------

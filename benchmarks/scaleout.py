@@ -34,25 +34,13 @@ def backlog(instance: ingest.Instance, orders: ingest.OrderSet) -> int:
     from partnerloop.integrations import connectors
     from partnerloop.sync import service as sync
 
-    data = orders.path.read_bytes()
     events = []
-    position = 0
-    while position < len(data):
-        newline = data.index(b"\n", position)
-        length = int(data[position:newline])
-        record = data[newline + 1 : newline + 1 + length]
-        position = newline + 1 + length
-        head, body = record.split(b"\r\n\r\n", 1)
-        event_id = next(
-            line.split(": ", 1)[1]
-            for line in head.decode().split("\r\n")
-            if line.startswith("X-Shopify-Event-Id")
-        )
+    for headers, body in ingest.deliveries(orders):
         events.append(
             sync.NewEvent(
                 kind=connectors.INBOUND_KIND,
                 source=connectors.source_of(instance.connector_id),
-                external_id=event_id,
+                external_id=headers["X-Shopify-Event-Id"],
                 topic="orders/create",
                 payload=body,
                 program_id=instance.program_id,

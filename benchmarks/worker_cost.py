@@ -41,15 +41,8 @@ def post_all(instance: ingest.Instance, orders: ingest.OrderSet) -> int:
 
     app = create_app(instance.runtime, run_worker=False)
     client = TestClient(app, base_url=instance.runtime.settings.public_url)
-    raw = orders.path.read_bytes()
-    at, accepted = 0, 0
-    while at < len(raw):
-        newline = raw.index(b"\n", at)
-        size = int(raw[at:newline])
-        record = raw[newline + 1 : newline + 1 + size]
-        at = newline + 1 + size
-        head, body = record.split(b"\r\n\r\n", 1)
-        headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n"))
+    accepted = 0
+    for headers, body in ingest.deliveries(orders):
         response = client.post(f"/hooks/{instance.connector_id}", content=body, headers=headers)
         if response.status_code != 200:
             raise RuntimeError(f"{response.status_code}: {response.text}")
