@@ -343,8 +343,8 @@ def _finish(
 ) -> None:
     # A Core UPDATE of the table, not the ORM-enabled update(model), which also
     # looks for the row in the session to change it in memory (its evaluation
-    # machinery per call). The loaded job, if any, is expired instead, so a later
-    # read in this session sees what was written.
+    # machinery per call). The columns written are expired on the loaded job, if
+    # any, so a later read in this session sees them (and only they are reloaded).
     table: Table = model.__table__  # type: ignore[assignment]
     result = session.execute(
         update(table)
@@ -355,7 +355,7 @@ def _finish(
         raise LostLease(job_id)
     loaded = session.identity_map.get(identity_key(model, job_id))
     if loaded is not None:
-        session.expire(loaded)
+        session.expire(loaded, ["locked_by", "locked_until", *values])
 
 
 def mark_done(
