@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Table
+from sqlalchemy import JSON, Column, String, Table
 from sqlalchemy.engine import Dialect
 
 _Processor = Callable[[Any], Any]
@@ -92,7 +92,7 @@ class BulkInsert:
             preparer = dialect.identifier_preparer
             names = ", ".join(preparer.quote(name) for name in self.columns)
             arrays = ", ".join(
-                f"%b::{column.type.compile(dialect=dialect)}[]" for column in self.table.columns
+                f"%b::{_array_type(column, dialect)}[]" for column in self.table.columns
             )
             table = preparer.format_table(self.table)
             sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}){self.suffix}"  # noqa: S608
@@ -118,3 +118,12 @@ class BulkInsert:
             start += chunk
             left -= chunk
         return found
+
+
+def _array_type(column: Column[Any], dialect: Dialect) -> str:
+    # Strings as text[]: an explicit cast to varchar(n) would cut a value that is
+    # too long without a word; the insert's own assignment to the column refuses
+    # it, as a VALUES insert does.
+    if isinstance(column.type, String):
+        return "text"
+    return str(column.type.compile(dialect=dialect))

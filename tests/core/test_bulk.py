@@ -19,6 +19,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.exc import DBAPIError
 
 from partnerloop.core.bulk import BulkInsert
 from partnerloop.core.db import UTCDateTime
@@ -100,3 +101,22 @@ def test_a_suffix_skips_conflicts_and_returns_only_new_rows(runtime: Runtime, ta
         assert put([again, _row(3)]) == {"row00003"}
 
     assert [r[0] for r in _stored(runtime)] == ["row00001", "row00002", "row00003"]
+
+
+def test_a_value_too_long_for_its_column_is_never_cut_short(runtime: Runtime, table: Table) -> None:
+    # PostgreSQL refuses it, as a plain INSERT does; SQLite keeps lengths unenforced
+    # and stores it whole. Either way nothing is stored shortened.
+    bulk = BulkInsert(table)
+    long_name = "n" * 65  # the column is String(64)
+    row = ("row-long", long_name, None, 1, True, T0, None)
+    try:
+        with runtime.engine.begin() as connection:
+            dialect = connection.dialect
+            for sql, params in bulk.statements(dialect, bulk.prepare(dialect, [row])):
+                connection.exec_driver_sql(sql, params)
+    except DBAPIError:
+        assert runtime.engine.dialect.name == "postgresql"
+        assert _stored(runtime) == []
+    else:
+        assert runtime.engine.dialect.name == "sqlite"
+        assert [r[1] for r in _stored(runtime)] == [long_name]
