@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from partnerloop.core.clock import utcnow
 from partnerloop.core.errors import DomainError, NotFound, Unauthorized
 from partnerloop.core.groupcommit import GroupCommitter, Write
+from partnerloop.core.ids import has_kind
 from partnerloop.integrations import connectors, crm_to_shop
 from partnerloop.integrations.crm_to_shop import CrmWebhooks
 from partnerloop.integrations.registry import CRM_WEBHOOKS, SHOPS
@@ -195,6 +196,8 @@ async def accept(
 ) -> HookAccepted | Answer:
     """Verify and store one webhook; returns once the batch holding it is committed
     (a 200 means stored). Raises the DomainError to answer with (401, 404)."""
+    if not has_kind(hook.connector_id, "connector"):  # not even the shape of one
+        raise NotFound(f"No connector {hook.connector_id[:64]}.", code="connector_not_found")
     try:
         answer = await committer.submit(hook)
     except Unauthorized:

@@ -119,3 +119,13 @@ def test_a_secret_rotated_out_is_refused_at_once(server: Server) -> None:
 
     assert [a.status_code for a in answers] == [401, 200, 200]
     assert _events(server.runtime, connector["id"]) == Counter({"rot-0": 1, "rot-2": 1, "rot-3": 1})
+
+
+def test_a_path_that_is_no_connector_id_is_404_without_a_query(server: Server) -> None:
+    # Not even an id's shape (here a NUL, which PostgreSQL text cannot hold): a
+    # clear 404, not a database error.
+    with server.client() as api:
+        for junk in ("%00", "con_short", "x" * 300):
+            response = api.post(f"/hooks/{junk}", content=b"{}")
+            assert response.status_code == 404, (junk, response.text)
+            assert response.json()["code"] == "connector_not_found"
