@@ -34,6 +34,13 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class Unavailable(DomainError):
+    """Could not be done just now (the store is restarting): the client should retry."""
+
+    status = 503
+    title = "Service unavailable"
+
+
 class Unauthorized(DomainError):
     status = 401
     title = "Unauthorized"

@@ -183,12 +183,17 @@ class PartnerloopApp:
 def create_app(
     runtime: Runtime, *, run_worker: bool | None = None, click_socket: Path | None = None
 ) -> PartnerloopApp:
-    """The whole app. Clicks go to the click store at `click_socket` (serve's own
-    process) or, without one, to a store in a thread of this process."""
+    """The whole app. Clicks and webhooks go to the store at `click_socket` (serve's
+    own process) or, without one, to a store in a thread of this process."""
     writer = ClickWriter.to_socket(click_socket) if click_socket else ClickWriter.in_thread(runtime)
     in_process = runtime.settings.runs_worker_in_process if run_worker is None else run_worker
     # The in-process worker gives way while webhooks arrive (sync/pacing.py).
     pacer = Pacer(share_of_nice(runtime.settings.worker_nice))
+    hook_writer = (
+        hooks.HookWriter.to_socket(click_socket, on_traffic=pacer.busy)
+        if click_socket
+        else hooks.HookWriter.in_thread(runtime, on_traffic=pacer.busy)
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -205,6 +210,7 @@ def create_app(
             yield {}
         finally:
             await writer.close()
+            await hook_writer.close()
             stop.set()
             pacer.release()
             if thread is not None:
@@ -222,7 +228,7 @@ def create_app(
     )
     api.state.runtime = runtime
     api.state.worker = None
-    api.state.hook_committer = hooks.make_committer(runtime, on_traffic=pacer.busy)
+    api.state.hook_writer = hook_writer
     problems.install(api)
     for module in API_ROUTERS:
         api.include_router(module.router, prefix="/api/v1")
@@ -236,6 +242,6 @@ def create_app(
     return PartnerloopApp(
         api,
         RedirectApp(runtime, writer, LinkCache(runtime)),
-        hooks.HookApp(runtime, api.state.hook_committer, wake=lambda: _wake(api)),
+        hooks.HookApp(runtime, hook_writer, wake=lambda: _wake(api)),
         HostRouting(runtime.settings, HostCache(runtime)),
     )

@@ -1,27 +1,25 @@
-"""The click store: the one place clicks are written, group-committed.
+"""The store: the one place clicks and webhooks are written, group-committed.
 
-Redirects (web/clickwriter.py) send their clicks here over a local socket and
-answer the shopper only when this side says the batch is committed. While it
-commits one batch, the clicks that arrive wait in the socket buffers and go
-into the next commit together: at low traffic a click waits for one small
-commit, at high traffic a commit carries as many clicks as arrived meanwhile
-(up to PARTNERLOOP_CLICK_BATCH_MAX).
+Redirects (web/clickwriter.py) send their clicks here, and the webhook handler
+(web/hooks.py) the webhooks it receives, over a local socket (web/storelink.py
+has the wire format); each answers its client only when this side says the
+batch is committed. While it commits one batch, what arrives waits in the socket
+buffers and goes into the next commit together: at low traffic a write waits
+for one small commit, at high traffic a commit carries as many as arrived
+meanwhile (up to PARTNERLOOP_CLICK_BATCH_MAX). Webhooks are verified against
+their connector's secrets and sealed here too (web/hookstore.py), so all the
+HTTP process does for one is read it, send it and answer.
 
 Where it runs is the point (benchmarks/RESULTS.md): `partnerloop serve` starts
 it as a process of its own (`python -m partnerloop.web.clickserver`), so
-preparing rows (IP encrypted, user agent classified), inserting and committing
-take no turns at the HTTP process's interpreter lock; in one process the
-redirects and the writer each ran at about half speed. Every `serve --workers`
+preparing rows (IP encrypted, user agent classified; a webhook verified,
+deflated and encrypted), inserting and committing take no turns at the HTTP
+process's interpreter lock; in one process the redirects and the writer each ran
+at about half speed, and webhooks were accepted at about half the rate
+(benchmarks/RESULTS.md, issue 6 session 4). Every `serve --workers`
 process sends to the same one, so on SQLite there is one writer, not several
 polling for SQLite's lock. Tests and embedded apps run the same loop in a
-thread (ClickServer.in_thread).
-
-Wire format, both ways little-endian. Redirect -> store: a frame of
-(payload length u32, batch id u32, payload), the payload a marshal of a list
-of click tuples (ClickWriter.encode). Store -> redirect: (batch id u32, ok u8)
-per batch, after its commit. marshal is fast and runs no code; the socket sits
-in a directory only this user can enter, and anyone who can reach it can read
-the database anyway.
+thread (link_in_thread).
 """
 
 from __future__ import annotations
@@ -35,7 +33,6 @@ import selectors
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -51,12 +48,20 @@ from partnerloop.core.crypto import FieldCipher
 from partnerloop.core.db import run_atomically, write_lock
 from partnerloop.tracking import service as tracking
 from partnerloop.tracking.service import ClickRecord, PreparedClicks
+from partnerloop.web import hookstore
+from partnerloop.web.hookstore import HookStore
+from partnerloop.web.storelink import (
+    ACK_HEAD,
+    CLICKS,
+    FRAME_HEAD,
+    MAX_PAYLOAD,
+    WEBHOOKS,
+    OnAnswer,
+    StoreLink,
+)
 
 log = logging.getLogger("partnerloop.clicks")
 
-FRAME_HEAD = struct.Struct("<II")  # payload length, batch id
-ACK = struct.Struct("<IB")  # batch id, 1 committed / 0 failed
-MAX_PAYLOAD = 64 << 20  # a frame larger than this is a broken peer, not a batch
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # How `serve --workers N` tells its server processes where the store listens.
 CLICK_SOCKET_ENV = "PARTNERLOOP_CLICK_SOCKET"
@@ -91,7 +96,12 @@ class _Peer:
         self.buffer = bytearray()
 
 
-_Batch = tuple[_Peer, int, PreparedClicks]
+_Batch = tuple[_Peer, int, PreparedClicks]  # sender, frame id, its clicks
+_Hooks = tuple[_Peer, int, list[hookstore.Hook]]  # sender, frame id, its webhooks
+# What one turn of the loop received, to commit together.
+_Arrived = tuple[list[_Batch], list[_Hooks]]
+# Per frame: its sender, id, committed, and the outcomes to send back (b"": none).
+_Done = list[tuple[_Peer, int, bool, bytes]]
 
 
 class ClickServer:
@@ -103,6 +113,7 @@ class ClickServer:
         self._driver: Any = None  # the DBAPI connection, kept for the store's life
         self._pooled: Any = None
         self._checkpointer = WalCheckpointer(engine) if engine.dialect.name == "sqlite" else None
+        self._hooks = HookStore(engine, cipher)
 
     @classmethod
     def in_thread(
@@ -147,7 +158,7 @@ class ClickServer:
         try:
             while True:
                 ending = stop.is_set() or (parent_pid is not None and os.getppid() != parent_pid)
-                arrived: list[_Batch] = []
+                arrived: _Arrived = ([], [])
                 # Blocks only when idle: after a commit, whatever came in meanwhile
                 # is already waiting, and goes into the next commit together.
                 for key, _ in selector.select(0 if ending else 1.0):
@@ -157,8 +168,8 @@ class ClickServer:
                     elif not self._receive(key.data, arrived):
                         selector.unregister(key.fileobj)
                         key.fileobj.close()  # type: ignore[union-attr]
-                if arrived:
-                    _acknowledge(self.commit_batches(arrived))
+                if arrived[0] or arrived[1]:
+                    _acknowledge(self.commit_batches(arrived[0]) + self.commit_hooks(arrived[1]))
                 elif ending or (listener is None and not selector.get_map()):
                     return
         finally:
@@ -170,7 +181,7 @@ class ClickServer:
                 self._checkpointer.stop()
             self._disconnect()
 
-    def _receive(self, peer: _Peer, batches: list[_Batch]) -> bool:
+    def _receive(self, peer: _Peer, arrived: _Arrived) -> bool:
         """Read what the peer sent; complete frames become batches. False when
         the peer is gone (or sent garbage, and is hung up on)."""
         try:
@@ -184,42 +195,80 @@ class ClickServer:
         start = 0
         head = FRAME_HEAD.size
         while len(buffer) - start >= head:
-            length, batch_id = FRAME_HEAD.unpack_from(buffer, start)
-            if length > MAX_PAYLOAD:
-                log.error("a click frame of %d bytes: not a redirect process; hung up", length)
+            length, frame_id, kind = FRAME_HEAD.unpack_from(buffer, start)
+            if length > MAX_PAYLOAD or kind not in (CLICKS, WEBHOOKS):
+                log.error("a frame of %d bytes, kind %d: not one of ours; hung up", length, kind)
                 return False
             end = start + head + length
             if len(buffer) < end:
                 break
             try:
-                clicks = marshal.loads(bytes(buffer[start + head : end]))  # noqa: S302
-                prepared = tracking.prepare_clicks(
-                    self._dialect, self._cipher, [decode_click(c) for c in clicks]
-                )
+                items = marshal.loads(bytes(buffer[start + head : end]))  # noqa: S302
+                if kind == CLICKS:
+                    prepared = tracking.prepare_clicks(
+                        self._dialect, self._cipher, [decode_click(c) for c in items]
+                    )
+                    arrived[0].append((peer, frame_id, prepared))
+                else:
+                    arrived[1].append((peer, frame_id, [hookstore.decode(h) for h in items]))
             except Exception:
-                log.exception("a malformed click batch; hung up")
+                log.exception("a malformed frame; hung up")
                 return False
-            batches.append((peer, batch_id, prepared))
             start = end
         del buffer[:start]
         return True
 
-    def commit_batches(self, batches: list[_Batch]) -> list[tuple[list[_Batch], bool]]:
-        """Commit in groups of up to batch_max clicks (a batch is never split);
-        each group with whether it was committed."""
+    def commit_batches(self, batches: list[_Batch]) -> _Done:
+        """Commit clicks in groups of up to batch_max (a frame is never split);
+        each frame with whether it was committed."""
         width = len(tracking.CLICK_COLUMNS)
-        done: list[tuple[list[_Batch], bool]] = []
+        done: _Done = []
         group: list[_Batch] = []
         size = 0
+
+        def commit() -> None:
+            ok = self._commit([b[2] for b in group])
+            done.extend((peer, frame_id, ok, b"") for peer, frame_id, _ in group)
+
         for batch in batches:
             clicks = len(batch[2].values) // width
             if group and size + clicks > self._batch_max:
-                done.append((group, self._commit([b[2] for b in group])))
+                commit()
                 group, size = [], 0
             group.append(batch)
             size += clicks
         if group:
-            done.append((group, self._commit([b[2] for b in group])))
+            commit()
+        return done
+
+    def commit_hooks(self, frames: list[_Hooks]) -> _Done:
+        """Verify and store webhooks in groups of up to batch_max (a frame is never
+        split); each frame with its webhooks' outcomes."""
+        done: _Done = []
+        group: list[_Hooks] = []
+        size = 0
+
+        def commit() -> None:
+            try:
+                outcomes = self._hooks.commit([hook for frame in group for hook in frame[2]])
+            except Exception:  # the database is unreachable: the senders answer 503
+                log.exception("could not store %d webhooks", size)
+                done.extend((peer, frame_id, False, b"") for peer, frame_id, _ in group)
+                return
+            position = 0
+            for peer, frame_id, hooks in group:
+                mine = outcomes[position : position + len(hooks)]
+                position += len(hooks)
+                done.append((peer, frame_id, True, marshal.dumps(mine)))
+
+        for frame in frames:
+            if group and size + len(frame[2]) > self._batch_max:
+                commit()
+                group, size = [], 0
+            group.append(frame)
+            size += len(frame[2])
+        if group:
+            commit()
         return done
 
     def _commit(self, prepared: list[PreparedClicks]) -> bool:
@@ -258,15 +307,53 @@ class ClickServer:
                 pooled.invalidate()  # not back to the pool: it may be mid-transaction
 
 
-def _acknowledge(done: list[tuple[list[_Batch], bool]]) -> None:
-    """Tell each committed (or failed) batch's sender."""
+def _acknowledge(done: _Done) -> None:
+    """Tell each committed (or failed) frame's sender."""
     acks: dict[_Peer, list[bytes]] = {}
-    for group, ok in done:
-        for peer, batch_id, _ in group:
-            acks.setdefault(peer, []).append(ACK.pack(batch_id, ok))
+    for peer, frame_id, ok, outcomes in done:
+        answers = acks.setdefault(peer, [])
+        answers.append(ACK_HEAD.pack(frame_id, ok, len(outcomes)))
+        if outcomes:
+            answers.append(outcomes)
     for peer, packed in acks.items():
-        with contextlib.suppress(OSError):  # gone: its clicks are committed anyway
+        with contextlib.suppress(OSError):  # gone: what it sent is committed anyway
             peer.sock.sendall(b"".join(packed))
+
+
+def link_to(path: Path, *, kind: int, on_answer: OnAnswer | None = None) -> StoreLink:
+    """A link to the store listening at `path` (serve's own process)."""
+
+    def open_socket() -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    return StoreLink(open_socket, kind=kind, on_answer=on_answer)
+
+
+def link_in_thread(
+    engine: Engine,
+    cipher: FieldCipher,
+    *,
+    batch_max: int,
+    kind: int,
+    on_answer: OnAnswer | None = None,
+) -> StoreLink:
+    """A link to a store in a thread of this process (tests, embedded apps),
+    started on first use; the thread ends when the link closes."""
+    link: StoreLink
+
+    def open_socket() -> socket.socket:
+        sock, thread = ClickServer.in_thread(engine, cipher, batch_max=batch_max)
+        link.threads.append(thread)
+        return sock
+
+    link = StoreLink(open_socket, kind=kind, on_answer=on_answer)
+    return link
 
 
 def listen(path: Path) -> socket.socket:
@@ -369,7 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     parent = os.getppid()
     settings = Settings.from_env()
     logs.configure(settings.log_level)
-    engine = make_engine(settings.database_url)
+    # Clients wait on this process's commits: on SQLite it polls for the write
+    # lock rather than sleeping in SQLite's steps while a worker writes.
+    engine = make_engine(settings.database_url, poll_for_lock=True)
     cipher = FieldCipher(load_secret_key(settings), load_old_secret_keys(settings))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,8 +1,9 @@
 """POST /hooks/{connector_id}: where shops (and CRMs: HubSpot, Pipedrive) deliver
 their webhooks.
 
-The connector verifies the request on its raw bytes; a bad signature is a 401
-and nothing is stored. A verified request is stored in the inbox (idempotent
+The connector verifies the request on its raw bytes (in the store process,
+web/hookstore.py; this module reads the request and answers); a bad signature
+is a 401 and nothing is stored. A verified request is stored in the inbox (idempotent
 on the vendor's event id) and answered 200 at once; the worker normalises and
 applies it. A payload we cannot use is still stored and answered 200, then
 quarantined as `rejected` with the reason: the shop must not retry (or disable
@@ -12,35 +13,25 @@ the webhook) over something only a fix on our side can resolve.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
-from partnerloop.core.clock import utcnow
-from partnerloop.core.errors import DomainError, NotFound, Unauthorized
-from partnerloop.core.groupcommit import GroupCommitter, Write
+from partnerloop.core.errors import DomainError, NotFound, Unavailable
 from partnerloop.core.ids import has_kind
-from partnerloop.integrations import connectors, crm_to_shop
-from partnerloop.integrations.crm_to_shop import CrmWebhooks
-from partnerloop.integrations.registry import CRM_WEBHOOKS, SHOPS
-from partnerloop.integrations.shop import (
-    Answer,
-    BadSignature,
-    Delivery,
-    ShopConnector,
-    WebhookRequest,
-)
+from partnerloop.integrations import connectors
+from partnerloop.integrations.shop import Answer, WebhookRequest
 from partnerloop.runtime import Runtime
-from partnerloop.sync import service as sync
-from partnerloop.web import metrics, problems
-from partnerloop.web.api.common import ERRORS
+from partnerloop.web import hookstore, metrics, problems
+from partnerloop.web.api.common import ERRORS, Problem
+from partnerloop.web.clickserver import link_in_thread, link_to
 from partnerloop.web.deps import RuntimeDep, wake_worker
+from partnerloop.web.hookstore import Hook
 from partnerloop.web.redirect import Receive, Scope, Send
+from partnerloop.web.storelink import WEBHOOKS, OnAnswer, StoreLink
 
 log = logging.getLogger("partnerloop.hooks")
 router = APIRouter(tags=["webhooks"])
@@ -53,155 +44,81 @@ class HookAccepted(BaseModel):
     event_id: str
 
 
-@dataclass(frozen=True)
-class Hook:
-    connector_id: str
-    request: WebhookRequest
-    public_url: str  # as the sender called it (HubSpot signs it)
-    # The body as the inbox stores it, sealed as the request arrived: the batch's
-    # writer (one thread for every webhook) then only verifies and inserts.
-    sealed: str | None = None
+class HookWriter:
+    """Sends webhooks to the store (web/clickserver.py, which verifies and stores
+    them: web/hookstore.py) and turns its outcomes into answers."""
 
+    def __init__(self, link: StoreLink) -> None:
+        self._link = link
 
-@dataclass(frozen=True)
-class _Receiver:
-    """A connector as a batch needs it: looked up and decrypted once per batch."""
+    @classmethod
+    def to_socket(cls, path: Path, on_traffic: Callable[[], None] | None = None) -> HookWriter:
+        """Send to the store listening at `path` (serve's own process)."""
+        return cls(link_to(path, kind=WEBHOOKS, on_answer=_observer(on_traffic)))
 
-    connector: connectors.Receiving
-    shop: ShopConnector | None
-    crm: CrmWebhooks | None
-
-
-def _receivers(
-    session: Session, decrypt: connectors.Decrypted, connector_ids: set[str]
-) -> dict[str, _Receiver | DomainError]:
-    found = connectors.receiving(session, decrypt, sorted(connector_ids))
-    receivers: dict[str, _Receiver | DomainError] = {}
-    for connector_id in connector_ids:
-        connector = found.get(connector_id)
-        if connector is None:
-            receivers[connector_id] = NotFound(
-                f"No connector {connector_id}.", code="connector_not_found"
-            )
-            continue
-        shop = SHOPS.get(connector.kind)
-        crm = CRM_WEBHOOKS.get(connector.kind)
-        if shop is None and crm is None:
-            receivers[connector_id] = NotFound(
-                f"Connector {connector_id} is of kind {connector.kind!r}, which this "
-                "version does not receive webhooks for.",
-                code="connector_not_found",
-            )
-            continue
-        receivers[connector_id] = _Receiver(connector=connector, shop=shop, crm=crm)
-    return receivers
-
-
-def _verify(hook: Hook, receiver: _Receiver, now: datetime) -> Delivery | Answer:
-    try:
-        connector = receiver.connector
-        if receiver.shop is not None:
-            return receiver.shop.verify(
-                hook.request, secrets=connector.secrets, config=connector.config, now=now
-            )
-        assert receiver.crm is not None
-        return receiver.crm.verify(
-            hook.request, secrets=connector.secrets, url=hook.public_url, now=now
+    @classmethod
+    def in_thread(
+        cls, runtime: Runtime, on_traffic: Callable[[], None] | None = None
+    ) -> HookWriter:
+        """Run the store in a thread of this process (tests, embedded apps)."""
+        link = link_in_thread(
+            runtime.engine,
+            runtime.cipher,
+            batch_max=runtime.settings.click_batch_max,
+            kind=WEBHOOKS,
+            on_answer=_observer(on_traffic),
         )
-    except BadSignature as error:
-        raise Unauthorized(str(error), code="invalid_signature") from None
+        return cls(link)
 
-
-def make_writer(runtime: Runtime) -> Write[Hook, HookAccepted | Answer]:
-    """Verify and store a batch of webhooks in one transaction (see core/groupcommit.py).
-
-    Verification runs here, not before queueing, so it always sees the
-    connector's secrets as committed now (a rotation or deletion a moment ago
-    counts). A refusal (401, 404) is that webhook's own outcome: nothing of it is
-    stored and the others are not affected. The verified ones go into the inbox
-    in one statement.
-    """
-
-    decrypt = connectors.Decrypted(runtime.cipher)
-
-    def write(
-        session: Session, hooks: Sequence[Hook]
-    ) -> list[HookAccepted | Answer | BaseException]:
-        now = utcnow()
-        receivers = _receivers(session, decrypt, {hook.connector_id for hook in hooks})
-        outcomes: list[HookAccepted | Answer | BaseException | None] = []
-        new: list[tuple[int, sync.NewEvent]] = []
-        for hook in hooks:
-            receiver = receivers[hook.connector_id]
-            if isinstance(receiver, DomainError):
-                outcomes.append(receiver)
-                continue
-            try:
-                verified = _verify(hook, receiver, now)
-            except DomainError as error:
-                outcomes.append(error)
-                continue
-            if isinstance(verified, Answer):
-                outcomes.append(verified)
-                continue
-            new.append(
-                (
-                    len(outcomes),
-                    sync.NewEvent(
-                        kind=connectors.INBOUND_KIND
-                        if receiver.shop is not None
-                        else crm_to_shop.INBOUND_KIND,
-                        source=connectors.source_of(receiver.connector.id),
-                        external_id=verified.event_id[:512],
-                        topic=verified.topic,
-                        payload=hook.request.body,
-                        program_id=receiver.connector.program_id,
-                        sealed=hook.sealed,
-                    ),
-                )
+    async def submit(self, hook: Hook) -> HookAccepted | Answer:
+        """Verify and store one webhook; returns once the batch holding it is
+        committed. Raises the DomainError to answer with (401, 404, 503)."""
+        committed, outcome = await self._link.submit(hookstore.encode(hook))
+        if not committed:
+            raise Unavailable(
+                "The webhook could not be stored just now; send it again.",
+                code="store_unavailable",
             )
-            outcomes.append(None)
-        stored = sync.store_events(session, runtime.cipher, [event for _, event in new], now=now)
-        for (position, _), (event_id, created) in zip(new, stored, strict=True):
-            outcomes[position] = HookAccepted(
-                status="accepted" if created else "duplicate", event_id=event_id
-            )
-        return [outcome for outcome in outcomes if outcome is not None]
+        kind = outcome[0]
+        if kind == hookstore.STORED:
+            _, event_id, created = outcome
+            return HookAccepted(status="accepted" if created else "duplicate", event_id=event_id)
+        if kind == hookstore.ANSWERED:
+            _, status, body, content_type = outcome
+            return Answer(status=status, body=body, content_type=content_type)
+        if kind == hookstore.REFUSED:
+            _, status, title, code, detail = outcome
+            refusal = DomainError(detail, code=code)
+            refusal.status, refusal.title = status, title
+            raise refusal
+        raise RuntimeError(f"the store could not store a webhook ({outcome[-1]})")
 
-    return write
+    async def close(self) -> None:
+        """Wait for the webhooks already sent to be answered (on shutdown)."""
+        await self._link.close()
 
 
-def make_committer(
-    runtime: Runtime, *, on_traffic: Callable[[], None] | None = None
-) -> GroupCommitter[Hook, HookAccepted | Answer]:
-    """The app's one webhook committer (create_app makes it; both entry points share
-    it). `on_traffic` is told of every commit (the in-process worker's pacer)."""
-
-    def observe(size: int, seconds: float) -> None:
+def _observer(on_traffic: Callable[[], None] | None) -> OnAnswer:
+    def observe(size: int, committed: bool, seconds: float) -> None:
         metrics.WEBHOOK_BATCH_SIZE.observe(size)
-        metrics.WEBHOOK_COMMIT_SECONDS.observe(seconds)
+        if committed:
+            metrics.WEBHOOK_COMMIT_SECONDS.observe(seconds)
         if on_traffic is not None:
             on_traffic()
 
-    return GroupCommitter(
-        runtime.sessions,
-        make_writer(runtime),
-        max_batch=runtime.settings.click_batch_max,
-        on_commit=observe,
-    )
+    return observe
 
 
-async def accept(
-    committer: GroupCommitter[Hook, HookAccepted | Answer], hook: Hook
-) -> HookAccepted | Answer:
+async def accept(writer: HookWriter, hook: Hook) -> HookAccepted | Answer:
     """Verify and store one webhook; returns once the batch holding it is committed
-    (a 200 means stored). Raises the DomainError to answer with (401, 404)."""
+    (a 200 means stored). Raises the DomainError to answer with (401, 404, 503)."""
     if not has_kind(hook.connector_id, "connector"):  # not even the shape of one
         raise NotFound(f"No connector {hook.connector_id[:64]}.", code="connector_not_found")
     try:
-        answer = await committer.submit(hook)
-    except Unauthorized:
-        metrics.WEBHOOKS.labels("unauthorized").inc()
+        answer = await writer.submit(hook)
+    except DomainError as error:
+        if error.status == 401:
+            metrics.WEBHOOKS.labels("unauthorized").inc()
         raise
     metrics.WEBHOOKS.labels("answered" if isinstance(answer, Answer) else answer.status).inc()
     return answer
@@ -222,7 +139,7 @@ async def _handle(request: Request, runtime: RuntimeDep, connector_id: str) -> R
     public_url = connectors.webhook_url(runtime.settings.public_url, connector_id)
     if request.url.query:
         public_url += f"?{request.url.query}"
-    answer = await accept(request.app.state.hook_committer, Hook(connector_id, webhook, public_url))
+    answer = await accept(request.app.state.hook_writer, Hook(connector_id, webhook, public_url))
     if isinstance(answer, Answer):
         return Response(answer.body, status_code=answer.status, media_type=answer.content_type)
     wake_worker(request)
@@ -245,16 +162,10 @@ class HookApp:
     benchmarks/RESULTS.md). Same answers as the documented route below: JSON on
     200, problem+json on errors."""
 
-    def __init__(
-        self,
-        runtime: Runtime,
-        committer: GroupCommitter[Hook, HookAccepted | Answer],
-        wake: Callable[[], None],
-    ) -> None:
-        self._committer = committer
+    def __init__(self, runtime: Runtime, writer: HookWriter, wake: Callable[[], None]) -> None:
+        self._writer = writer
         self._wake = wake
         self._public_url = runtime.settings.public_url
-        self._cipher = runtime.cipher
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         connector_id: str = scope["path"][len(PREFIX) :]
@@ -276,8 +187,7 @@ class HookApp:
             public_url = connectors.webhook_url(self._public_url, connector_id)
             if text_query:
                 public_url += f"?{text_query}"
-            sealed = sync.seal_payload(self._cipher, body)
-            answer = await accept(self._committer, Hook(connector_id, webhook, public_url, sealed))
+            answer = await accept(self._writer, Hook(connector_id, webhook, public_url))
         except ClientGone:
             return
         except DomainError as error:
@@ -337,14 +247,20 @@ class ClientGone(Exception):
     "/hooks/{connector_id}",
     operation_id="webhook_post",
     response_model=HookAccepted,
-    responses=ERRORS,
+    responses={
+        **ERRORS,
+        413: {"model": Problem, "description": "The body is larger than 5 MiB"},
+        503: {"model": Problem, "description": "Not stored just now (send it again)"},
+    },
 )
 async def receive_webhook(request: Request, runtime: RuntimeDep, connector_id: str) -> Response:
     """A shop's or CRM's webhook, with the vendor's own headers and raw body.
 
     200 once the event is stored (a redelivery answers `duplicate`), 401 when
     the signature does not match the connector's secret (nothing stored), 404
-    for an unknown connector, 413 for a body over 5 MiB. Point the shop at the
+    for an unknown connector, 413 for a body over 5 MiB, 503 when it could not be
+    stored just now (the store restarting: nothing stored, send it again; shops
+    do). Point the shop at the
     `webhook_url` that `POST /api/v1/connectors` returned. (Served by the
     hand-written `HookApp` in front of the framework; the answers are the same.)
     """

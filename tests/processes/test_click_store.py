@@ -1,9 +1,10 @@
-"""`partnerloop serve`'s click store process (web/clickserver.py): killed, it is
-started again and no answered click is lost or doubled meanwhile; it goes when
-serve goes, however serve goes."""
+"""`partnerloop serve`'s store process (web/clickserver.py): killed, it is
+started again and no answered click or webhook is lost or doubled meanwhile; it
+goes when serve goes, however serve goes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -15,11 +16,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from partnerloop.integrations import connectors
 from partnerloop.runtime import Runtime
+from partnerloop.sync.models import InboundEvent
 from partnerloop.tracking.models import Click, Link
 from tests.conftest import Backend, free_port
 from tests.factories.affiliates import create_affiliate_api
 from tests.factories.programs import create_program_api
+from tests.factories.shopify import deliver, paid_order, setup
 from tests.factories.tracking import BROWSER_UA, create_link_api
 from tests.processes.conftest import (
     Proc,
@@ -37,7 +41,8 @@ from tests.processes.conftest import (
 pytestmark = pytest.mark.slow
 
 
-def _start(backend: Backend, processes: Processes, *extra: str) -> tuple[Proc, str, str]:
+def _serve(backend: Backend, processes: Processes, *extra: str) -> tuple[Proc, str, str]:
+    """serve started, its base URL and an admin API key."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = backend_env(backend, PARTNERLOOP_WORKER_IN_PROCESS="false", PARTNERLOOP_PUBLIC_URL=base)
@@ -45,10 +50,13 @@ def _start(backend: Backend, processes: Processes, *extra: str) -> tuple[Proc, s
     created = run_cli("api-key", "create", "--scope", "admin", "--name", unique("cs"), env=env)
     assert created.returncode == 0, created.stderr
     wait_ready(base, serve)
+    return serve, base, last_line(created.stdout)
+
+
+def _start(backend: Backend, processes: Processes, *extra: str) -> tuple[Proc, str, str]:
+    serve, base, key = _serve(backend, processes, *extra)
     with httpx.Client(
-        base_url=base,
-        headers={"Authorization": f"Bearer {last_line(created.stdout)}"},
-        timeout=10.0,
+        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10.0
     ) as api:
         program = create_program_api(api)
         affiliate = create_affiliate_api(api, program["id"])
@@ -109,6 +117,58 @@ def test_a_killed_click_store_is_restarted_and_no_answered_click_is_lost(
     # Every click id a shopper was given is stored, once; nothing else is.
     assert len(set(handed_out)) == len(handed_out)
     assert _stored(observer, code) == set(handed_out)
+
+
+def test_webhooks_sent_while_the_store_is_down_are_503_and_stored_once_when_sent_again(
+    backend: Backend,
+    quiet_queue: Runtime,
+    observer: sessionmaker[Session],
+    processes: Processes,
+) -> None:
+    serve, base, key = _serve(backend, processes)
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10.0
+    ) as api:
+        _, connector = setup(api)
+    stores = click_stores(serve.pid)
+
+    def send(client: httpx.Client, n: int) -> int:
+        body = json.dumps(paid_order(9_300_000 + n)).encode()
+        response = deliver(client, connector, "orders/create", body, event_id=f"down-{n}")
+        if response.status_code == 503:
+            assert response.json()["code"] == "store_unavailable"
+        else:
+            assert response.json()["status"] == "accepted", response.text
+        return response.status_code
+
+    answers: dict[int, list[int]] = {}
+    with httpx.Client(base_url=base, timeout=10.0) as client:
+        for n in range(10):
+            answers[n] = [send(client, n)]
+        os.kill(stores[0], signal.SIGKILL)
+        # A shop retries what was not answered 200 (Shopify: up to 8 times in 4 hours).
+        deadline = time.monotonic() + 30
+        n = 10
+        while sum(1 for sent in answers.values() if sent[-1] == 200) < 30:
+            assert time.monotonic() < deadline, serve.describe()
+            pending = [m for m, sent in answers.items() if sent[-1] != 200]
+            m = pending[0] if pending else n
+            if not pending:
+                n += 1
+            answers.setdefault(m, []).append(send(client, m))
+
+    assert [sent for sent in answers.values() if 503 in sent], "none came while it was down"
+    assert all(sent[-1] == 200 and sent.count(200) == 1 for sent in answers.values())
+    with observer() as session:
+        stored = list(
+            session.scalars(
+                select(InboundEvent.external_id).where(
+                    InboundEvent.source == connectors.source_of(connector["id"])
+                )
+            )
+        )
+    # Every webhook answered 200 is in the inbox, once; a 503 stored nothing extra.
+    assert sorted(stored) == sorted(f"down-{m}" for m in answers)
 
 
 def test_serve_workers_share_one_click_store(

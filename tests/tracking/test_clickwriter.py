@@ -21,8 +21,9 @@ from partnerloop.tracking import service as tracking
 from partnerloop.tracking.models import Click
 from partnerloop.tracking.service import ClickRecord, LinkTarget
 from partnerloop.web import metrics
-from partnerloop.web.clickserver import FRAME_HEAD, MAX_PAYLOAD, ClickServer, listen
+from partnerloop.web.clickserver import ClickServer, listen
 from partnerloop.web.clickwriter import ClickWriter
+from partnerloop.web.storelink import CLICKS, FRAME_HEAD, MAX_PAYLOAD
 from tests.factories.affiliates import unique_email
 from tests.factories.programs import create_program
 from tests.factories.tracking import BROWSER_UA
@@ -263,12 +264,12 @@ def test_a_peer_sending_garbage_is_hung_up_on_and_the_others_go_on(runtime: Runt
         try:
             garbage = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             garbage.connect(str(path))
-            garbage.sendall(FRAME_HEAD.pack(5, 1) + b"\xff\xfe\xfd\xfc\xfb")  # not marshal
+            garbage.sendall(FRAME_HEAD.pack(5, 1, CLICKS) + b"\xff\xfe\xfd\xfc\xfb")  # not marshal
             garbage.settimeout(10)
             assert garbage.recv(100) == b""  # hung up on, nothing acknowledged
             huge = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             huge.connect(str(path))
-            huge.sendall(FRAME_HEAD.pack(MAX_PAYLOAD + 1, 1))
+            huge.sendall(FRAME_HEAD.pack(MAX_PAYLOAD + 1, 1, CLICKS))
             huge.settimeout(10)
             assert huge.recv(100) == b""
 
