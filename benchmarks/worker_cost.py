@@ -40,13 +40,14 @@ def post_all(instance: ingest.Instance, orders: ingest.OrderSet) -> int:
     from partnerloop.web.app import create_app
 
     app = create_app(instance.runtime, run_worker=False)
-    client = TestClient(app, base_url=instance.runtime.settings.public_url)
     accepted = 0
-    for headers, body in ingest.deliveries(orders):
-        response = client.post(f"/hooks/{instance.connector_id}", content=body, headers=headers)
-        if response.status_code != 200:
-            raise RuntimeError(f"{response.status_code}: {response.text}")
-        accepted += 1
+    # One event loop for every request (the app's link to its store lives on it).
+    with TestClient(app, base_url=instance.runtime.settings.public_url) as client:
+        for headers, body in ingest.deliveries(orders):
+            response = client.post(f"/hooks/{instance.connector_id}", content=body, headers=headers)
+            if response.status_code != 200:
+                raise RuntimeError(f"{response.status_code}: {response.text}")
+            accepted += 1
     return accepted
 
 
