@@ -73,7 +73,9 @@ class HookWriter:
     async def submit(self, hook: Hook) -> HookAccepted | Answer:
         """Verify and store one webhook; returns once the batch holding it is
         committed. Raises the DomainError to answer with (401, 404, 503)."""
-        committed, outcome = await self._link.submit(hookstore.encode(hook))
+        committed, outcome = await self._link.submit(
+            hookstore.encode(hook), size=len(hook.request.body)
+        )
         if not committed:
             raise Unavailable(
                 "The webhook could not be stored just now; send it again.",

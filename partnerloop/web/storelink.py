@@ -38,6 +38,9 @@ log = logging.getLogger("partnerloop.store")
 FRAME_HEAD = struct.Struct("<IIB")  # payload length, frame id, kind
 ACK_HEAD = struct.Struct("<IBI")  # frame id, 1 committed / 0 failed, payload length
 MAX_PAYLOAD = 64 << 20  # a frame larger than this is a broken peer, not a batch
+# A frame is sent early once its items reach this size (webhook bodies may be up
+# to 5 MiB each), so a burst of large ones never makes a frame the store refuses.
+FRAME_BUDGET = 16 << 20
 CLICKS = 0
 WEBHOOKS = 1
 KINDS = (CLICKS, WEBHOOKS)
@@ -72,10 +75,13 @@ class StoreLink:
         *,
         kind: int,
         on_answer: OnAnswer | None = None,
+        frame_budget: int = FRAME_BUDGET,
     ) -> None:
         self._open_socket = open_socket
         self._kind = kind
         self._on_answer = on_answer
+        self._frame_budget = frame_budget
+        self._batch_bytes = 0
         self._transport: asyncio.Transport | None = None
         self._connecting: asyncio.Future[bool] | None = None
         self._batch: list[Any] = []
@@ -88,13 +94,17 @@ class StoreLink:
         self._complained_at = 0.0
         self.threads: list[threading.Thread] = []  # stores run in this process (tests)
 
-    async def submit(self, item: Any) -> Answer:
-        """Queue a write and wait for its commit: (committed, the store's outcome)."""
+    async def submit(self, item: Any, *, size: int = 0) -> Answer:
+        """Queue a write and wait for its commit: (committed, the store's outcome).
+        `size`: about how many bytes the item takes on the wire (large ones)."""
         if self._transport is None and not await self._connect():
             return False, None
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Answer] = loop.create_future()
+        if self._batch and self._batch_bytes + size > self._frame_budget:
+            self._flush()  # the frame so far goes now; this item starts the next
         self._batch.append(item)
+        self._batch_bytes += size
         self._waiting.append(done)
         if not self._flush_scheduled:
             # At the end of this turn of the loop, not now: the writes the loop is
@@ -124,7 +134,7 @@ class StoreLink:
     def _flush(self) -> None:
         self._flush_scheduled = False
         batch, waiting = self._batch, self._waiting
-        self._batch, self._waiting = [], []
+        self._batch, self._waiting, self._batch_bytes = [], [], 0
         if not batch:
             return
         if self._transport is None or self._transport.is_closing():
