@@ -251,7 +251,7 @@ class ClickServer:
         def commit() -> None:
             try:
                 outcomes = self._hooks.commit([hook for frame in group for hook in frame[2]])
-            except Exception:  # the database is unreachable: the senders answer 503
+            except Exception:  # failed before any transaction: the senders answer 503
                 log.exception("could not store %d webhooks", size)
                 done.extend((peer, frame_id, False, b"") for peer, frame_id, _ in group)
                 return

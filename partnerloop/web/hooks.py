@@ -76,7 +76,9 @@ class HookWriter:
         committed, outcome = await self._link.submit(
             hookstore.encode(hook), size=len(hook.request.body)
         )
-        if not committed:
+        # Not stored (the store unreachable, or its database failing even for this
+        # webhook alone): the shop is to send it again.
+        if not committed or outcome[0] == hookstore.FAILED:
             raise Unavailable(
                 "The webhook could not be stored just now; send it again.",
                 code="store_unavailable",
@@ -93,7 +95,7 @@ class HookWriter:
             refusal = DomainError(detail, code=code)
             refusal.status, refusal.title = status, title
             raise refusal
-        raise RuntimeError(f"the store could not store a webhook ({outcome[-1]})")
+        raise RuntimeError(f"an outcome this version does not know: {kind!r}")
 
     async def close(self) -> None:
         """Wait for the webhooks already sent to be answered (on shutdown)."""

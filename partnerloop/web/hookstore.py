@@ -44,7 +44,7 @@ log = logging.getLogger("partnerloop.hooks")
 STORED = "stored"  # (STORED, event id, created: bool)
 ANSWERED = "answered"  # (ANSWERED, status, body, content type)
 REFUSED = "refused"  # (REFUSED, status, title, code, detail)
-FAILED = "failed"  # (FAILED, exception type name): a fault of ours, logged here
+FAILED = "failed"  # (FAILED, exception type name): not stored (logged here); a 503
 Outcome = tuple[Any, ...]
 
 
