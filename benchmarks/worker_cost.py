@@ -58,6 +58,13 @@ def main() -> None:
     parser.add_argument("--pg-url", default=ingest.PG_URL_DEFAULT)
     parser.add_argument("--attributed", type=float, default=0.6)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the drain here")
+    parser.add_argument(
+        "--by-statement",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print the N most frequent statements (their first 110 characters) per order",
+    )
     args = parser.parse_args()
 
     from sqlalchemy import event
@@ -73,9 +80,11 @@ def main() -> None:
     try:
         n_posted = post_all(instance, orders)
         statements: Counter[str] = Counter()
+        texts: Counter[str] = Counter()
 
         def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
             statements[statement.split(None, 1)[0].upper()] += 1
+            texts[" ".join(statement.split())[:110]] += 1
 
         def commit(conn: Any) -> None:
             statements["COMMIT"] += 1
@@ -115,6 +124,8 @@ def main() -> None:
             f"({', '.join(f'{k} {v / n:.1f}' for k, v in statements.most_common())}); "
             f"checks: {'; '.join(checked['problems']) or 'ok'}"
         )
+        for text, times in texts.most_common(args.by_statement):
+            print(f"  {times / n:5.2f}  {text}")
         if checked["problems"]:
             raise SystemExit(1)
     finally:

@@ -74,9 +74,9 @@ class ProgramDailyStats(Figures, Base):
 
 class PeriodStats(Figures, Base):
     """Rollup per program, affiliate and calendar span longer than a day,
-    maintained on write with DailyStats: `grain` is 'year', 'month' or 'part'
-    (a quarter of a month: days 1-8, 9-16, 17-24 and 25 to the end), and
-    first_day the first day of that span. A period's per-affiliate figures are
+    maintained on write with DailyStats: `grain` is 'year', 'month', 'part'
+    (a quarter of a month: days 1-8, 9-16, 17-24 and 25 to the end) or 'week'
+    (ISO, Monday to Sunday), and first_day the first day of that span. A period's per-affiliate figures are
     a few whole spans plus or minus smaller ones (partnerloop.analytics.spans),
     so the top-affiliates table reads a few rows per affiliate whatever the
     period and however busy each day was. affiliate_id is '' for unattributed

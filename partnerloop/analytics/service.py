@@ -3,9 +3,9 @@
 Every change that moves a figure (a click, a conversion, a refund, a
 commission changing state) adds to its rollup rows in the same transaction as
 the change itself, so the rollups and the facts cannot drift apart. One
-change adds to five rows: its program, affiliate and day (DailyStats); its
-program and day (ProgramDailyStats); its program, affiliate and year, month
-and quarter of a month (PeriodStats).
+change adds to six rows: its program, affiliate and day (DailyStats); its
+program and day (ProgramDailyStats); its program, affiliate and year, month,
+quarter of a month and ISO week (PeriodStats).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Migration 0015 fills the new rollups from daily_stats, so an install that
-upgrades reads the same figures as before."""
+"""Migrations 0015 and 0016 fill the new rollups (and the ISO-week spans)
+from daily_stats, so an install that upgrades reads the same figures as before."""
 
 from __future__ import annotations
 
@@ -81,8 +81,8 @@ def test_the_migration_fills_the_new_rollups_from_daily_stats(engine: Engine) ->
     # When it is upgraded
     _migrate(engine, "head")
 
-    # Then every program-day and every affiliate's month and quarter month is the
-    # sum of its days
+    # Then every program-day and every affiliate's year, month, quarter month and
+    # ISO week is the sum of its days
     program_daily: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0] * len(FIGURES))
     period: dict[tuple[str, str, str, date], list[int]] = defaultdict(lambda: [0] * len(FIGURES))
     for row in rows:
@@ -107,5 +107,7 @@ def test_the_migration_fills_the_new_rollups_from_daily_stats(engine: Engine) ->
     assert ("prog_a", "aff_a", "part", date(2025, 12, 25)) in got_period
     assert ("prog_a", "", "part", date(2024, 2, 25)) in got_period
     assert ("prog_b", "aff_a", "year", date(2025, 1, 1)) in got_period
-    # per affiliate: 3 years, 3 months and 8 quarter months
-    assert len(got_period) == 3 * (3 + 3 + 8)
+    # a Thursday of ISO week 2026-W01 belongs to the week of Monday 2025-12-29
+    assert ("prog_a", "aff_a", "week", date(2025, 12, 29)) in got_period
+    # per affiliate: 3 years, 3 months, 8 quarter months and 5 ISO weeks
+    assert len(got_period) == 3 * (3 + 3 + 8 + 5)

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from partnerloop.analytics import spans
-from partnerloop.analytics.spans import BOUNDS, DAY, MONTH, PART, YEAR, Piece, cover
+from partnerloop.analytics.spans import BOUNDS, DAY, MONTH, PART, WEEK, YEAR, Piece, cover
 
 ONE_DAY = timedelta(days=1)
 
@@ -58,18 +58,24 @@ def test_the_pieces_add_up_to_exactly_the_period(first: date, length: int) -> No
     counted = signed_days(pieces, lowest=first, highest=last)
     assert set(counted) == days_between(first, last)
     assert set(counted.values()) == {1}
-    # No piece reaches outside the months the period touches.
+    # No piece reaches outside the years (and ISO weeks) the period touches.
+    lowest = spans.year_start(spans.week_start(first))
+    highest = spans.year_end(spans.week_end(last))
     for piece in pieces:
         assert piece.first is not None
         assert piece.last is not None
-        assert spans.year_start(first) <= piece.first <= piece.last <= spans.year_end(last)
+        assert lowest <= piece.first <= piece.last <= highest
 
 
 @given(day=st.dates(min_value=date(2020, 1, 1), max_value=date(2030, 12, 31)))
-def test_a_day_belongs_to_one_year_one_month_and_one_part(day: date) -> None:
-    (year_grain, year), (month_grain, month), (part_grain, part) = spans.span_starts(day)
+def test_a_day_belongs_to_one_year_one_month_one_part_and_one_iso_week(day: date) -> None:
+    starts = spans.span_starts(day)
+    (year_grain, year), (month_grain, month), (part_grain, part), (week_grain, monday) = starts
 
-    assert (year_grain, month_grain, part_grain) == (YEAR, MONTH, PART)
+    assert (year_grain, month_grain, part_grain, week_grain) == (YEAR, MONTH, PART, WEEK)
+    assert monday.weekday() == 0
+    assert monday <= day <= spans.week_end(day) == monday + timedelta(days=6)
+    assert monday.isocalendar()[:2] == day.isocalendar()[:2]
     assert year <= month <= part <= day <= spans.part_end(day) <= spans.month_end(day)
     assert spans.month_end(day) <= spans.year_end(day) == date(day.year, 12, 31)
     assert year == date(day.year, 1, 1)
@@ -86,8 +92,12 @@ def test_a_day_belongs_to_one_year_one_month_and_one_part(day: date) -> None:
         (date(2025, 11, 25), date(2026, 11, 24), 5),
         (date(2025, 11, 24), date(2026, 11, 24), 6),  # 366 days, the longest period
         (date(2026, 10, 26), date(2026, 11, 24), 4),  # the default 30 days
-        (date(2026, 11, 16), date(2026, 11, 22), 4),  # an ISO week (the weekly report)
-        (date(2025, 12, 29), date(2026, 1, 4), 7),  # an ISO week across New Year
+        (date(2026, 11, 16), date(2026, 11, 22), 1),  # an ISO week (the weekly report)
+        (date(2025, 12, 29), date(2026, 1, 4), 1),  # an ISO week across New Year
+        (date(2026, 11, 9), date(2026, 11, 22), 2),  # two ISO weeks: one range, 2 rows
+        (date(2026, 11, 15), date(2026, 11, 22), 2),  # a Sunday, then a week
+        (date(2026, 11, 16), date(2026, 11, 21), 2),  # Monday to Saturday: a week less a day
+        (date(2025, 12, 30), date(2026, 1, 4), 2),  # a week less its Monday, across New Year
         (date(2026, 2, 1), date(2026, 2, 28), 1),  # a whole month
         (date(2024, 2, 25), date(2024, 2, 29), 1),  # the last part of a leap February
         (date(2026, 3, 17), date(2026, 3, 17), 1),  # a single day
@@ -121,3 +131,9 @@ def test_open_periods_use_whole_years_up_to_the_open_end() -> None:
 
 def test_a_backwards_period_is_empty() -> None:
     assert cover(date(2026, 3, 2), date(2026, 3, 1)) == []
+
+
+def test_a_period_of_whole_weeks_reads_one_range_of_week_rows() -> None:
+    pieces = cover(date(2025, 12, 22), date(2026, 1, 11))
+
+    assert pieces == [Piece(1, WEEK, date(2025, 12, 22), date(2026, 1, 5), 3)]
