@@ -15,6 +15,7 @@ import json
 import logging
 import secrets as random_secrets
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,7 +40,13 @@ from partnerloop.sync import ratelimit
 from partnerloop.sync import service as sync
 from partnerloop.sync.fanout import Destination
 from partnerloop.sync.models import OutboxMessage
-from partnerloop.sync.worker import BatchDeliverer, Outcome, RemoteDeliverer
+from partnerloop.sync.worker import (
+    BatchDeliverer,
+    Outcome,
+    RemoteDeliverer,
+    forget_for_pass,
+    per_pass,
+)
 
 log = logging.getLogger("partnerloop.outbound")
 
@@ -84,9 +91,9 @@ def make_deliverer(
 ) -> RemoteDeliverer:
     client = client_factory()
 
-    def deliver(message: OutboxMessage, payload: dict[str, object]) -> Outcome:
+    def endpoint(connector_id: str) -> _Endpoint | Outcome:
         with sessions() as session:
-            connector = session.get(Connector, message.destination_id)
+            connector = session.get(Connector, connector_id)
             if connector is None:
                 return Outcome(ok=False, error="the webhook endpoint was deleted", permanent=True)
             if connector.status == "disabled":
@@ -96,13 +103,23 @@ def make_deliverer(
                     "and replay",
                     permanent=True,
                 )
-            url = str(connector.settings["url"])
-            secrets = connectors.secrets_of(cipher, connector)
-            failing = connector.consecutive_failures > 0
-        outcome = WEBHOOK.deliver(client, url=url, secrets=secrets, payload=payload, now=clock())
+            return _Endpoint(
+                url=str(connector.settings["url"]),
+                secrets=connectors.secrets_of(cipher, connector),
+                failing=connector.consecutive_failures > 0,
+            )
+
+    def deliver(message: OutboxMessage, payload: dict[str, object]) -> Outcome:
+        key = (WEBHOOK.kind, message.destination_id)
+        found = per_pass(key, lambda: endpoint(message.destination_id))
+        if isinstance(found, Outcome):
+            return found
+        outcome = WEBHOOK.deliver(
+            client, url=found.url, secrets=found.secrets, payload=payload, now=clock()
+        )
         # A success of an endpoint that was not failing changes nothing: no write
         # transaction for the common case (it was one per delivery).
-        if failing or not outcome.ok:
+        if found.failing or not outcome.ok:
             _count(
                 sessions,
                 cipher,
@@ -111,9 +128,20 @@ def make_deliverer(
                 disable_after=disable_after,
                 now=clock(),
             )
+            # Its failure count (or its status) changed: read it again for the next.
+            forget_for_pass(key)
         return outcome
 
     return deliver
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """What delivering to a webhook endpoint needs of its connector."""
+
+    url: str
+    secrets: list[str]
+    failing: bool  # failures in a row so far: a success resets the count
 
 
 def mapping_of(connector: Connector) -> FieldMapping:

@@ -410,10 +410,23 @@ RESPONSE_FIELD = "sync.response"
 
 
 def record_attempt(
-    session: Session, cipher: FieldCipher, message_id: str, facts: AttemptFacts, *, outcome: str
+    session: Session,
+    cipher: FieldCipher,
+    message_id: str,
+    facts: AttemptFacts,
+    *,
+    outcome: str,
+    message: OutboxMessage | None = None,
 ) -> None:
-    """Log one delivery try, in the transaction that records its outcome."""
-    message = session.get_one(OutboxMessage, message_id)
+    """Log one delivery try, in the transaction that records its outcome.
+
+    `message`: the message as the worker loaded it while holding its lease, so it
+    is not read again (a SELECT of the whole row, payload included, per attempt).
+    Its attempt number is still the stored one: only a claim changes it, and the
+    outcome's mark, made just before, proved that no other worker claimed it since.
+    """
+    if message is None:
+        message = session.get_one(OutboxMessage, message_id)
     session.add(
         DeliveryAttempt(
             id=new_id("delivery_attempt"),

@@ -21,10 +21,12 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -72,6 +74,44 @@ class Outcome:
     # Not tried at all (the connector is paused or its rate budget is spent): wait
     # retry_after seconds without using up one of the message's attempts.
     deferred: bool = False
+
+
+T = TypeVar("T")
+
+# What remote deliverers read once per pass over claimed messages (see per_pass).
+_PASS: ContextVar[dict[Hashable, Any] | None] = ContextVar("partnerloop_worker_pass", default=None)
+
+
+@contextmanager
+def one_pass() -> Iterator[None]:
+    """The scope of `per_pass`: one pass of the worker over its claimed remote
+    messages (and tests that stand in for one)."""
+    token = _PASS.set({})
+    try:
+        yield
+    finally:
+        _PASS.reset(token)
+
+
+def per_pass(key: Hashable, load: Callable[[], T]) -> T:
+    """`load()`, read once per pass of the worker over its claimed remote messages
+    (e.g. the destination connector: one read per message was the second most
+    frequent statement of a pass). A value is kept for that pass only, so a change
+    made in between (a connector's new secret) is seen by the next pass; a
+    deliverer that changes what it loaded calls `forget_for_pass`. Outside a pass,
+    loaded each time."""
+    memo = _PASS.get()
+    if memo is None:
+        return load()
+    if key not in memo:
+        memo[key] = load()
+    return memo[key]  # type: ignore[no-any-return]
+
+
+def forget_for_pass(key: Hashable) -> None:
+    memo = _PASS.get()
+    if memo is not None:
+        memo.pop(key, None)
 
 
 class RemoteDeliverer(Protocol):
@@ -146,6 +186,7 @@ class Worker:
         worker_id: str | None = None,
         batch_size: int = 50,
         together: int = 25,
+        outcomes_together: int = 25,
         clock: Callable[[], datetime] = utcnow,
         pacer: Pacer = NO_PACING,
     ) -> None:
@@ -161,6 +202,10 @@ class Worker:
         # Local jobs per transaction at most: bounds how long one transaction holds
         # SQLite's write lock (the webhooks' and clicks' commits wait behind it).
         self._together = max(together, 1)
+        # Outcomes of remote messages per transaction at most (they only mark the
+        # messages and log the attempts): apart from `together`, which bounds local
+        # jobs, so running those one at a time does not cost a commit per delivery.
+        self._outcomes_together = max(outcomes_together, 1)
         self._clock = clock
         self._pacer = pacer
         self._wake = threading.Event()
@@ -331,33 +376,69 @@ class Worker:
         transaction (a commit each was most of a fast receiver's cost). Recorded at
         the latest a second after the call, well inside the lease, so a slow
         receiver cannot make a delivered message look abandoned."""
-        pending: list[tuple[str, Outcome, service.AttemptFacts]] = []
+        claimed = self._load_claimed(message_ids)
+        pending: list[_Sent] = []
         flushed = time.monotonic()
-        for message_id in message_ids:
-            started = time.monotonic()
-            delivered = self._deliver(message_id)
-            self._pacer.after_job(time.monotonic() - started)
-            if delivered is not None:
-                pending.append(delivered)
-            if len(pending) >= self._together or time.monotonic() - flushed > 1.0:
-                self._record_outcomes(pending)
-                pending, flushed = [], time.monotonic()
+        with one_pass():
+            for message_id in message_ids:
+                message = claimed.get(message_id)
+                if message is None:  # no longer ours (its lease was taken over)
+                    continue
+                started = time.monotonic()
+                delivered = self._deliver(message)
+                self._pacer.after_job(time.monotonic() - started)
+                if delivered is not None:
+                    pending.append(delivered)
+                if len(pending) >= self._outcomes_together or time.monotonic() - flushed > 1.0:
+                    self._record_outcomes(pending)
+                    pending, flushed = [], time.monotonic()
         self._record_outcomes(pending)
 
-    def _deliver(self, job_id: str) -> tuple[str, Outcome, service.AttemptFacts] | None:
+    def _load_claimed(self, message_ids: list[str]) -> dict[str, OutboxMessage]:
+        """The messages among these that this worker holds, in one read (one each
+        was the most frequent statement of a pass), detached from the session."""
+        if not message_ids:
+            return {}
+        with self._sessions() as session:
+            found = {
+                message.id: message
+                for message in session.scalars(
+                    select(OutboxMessage).where(
+                        OutboxMessage.id.in_(message_ids),
+                        OutboxMessage.locked_by == self.worker_id,
+                    )
+                )
+            }
+            session.expunge_all()
+        return found
+
+    def _still_held(self, message: OutboxMessage) -> OutboxMessage | None:
+        """The message, if this worker may still send it. Read with the pass, it
+        stands while at least half of its lease is left: no other worker claims it
+        before the lease runs out. Closer to the end (slow receivers before it in
+        the pass) it is read again, as before each send, to see a takeover."""
+        left = (
+            message.locked_until - self._clock()
+            if message.locked_until is not None
+            else timedelta(0)
+        )
+        if left > timedelta(seconds=self._lease / 2):
+            return message
+        with self._sessions() as session:
+            fresh = service.load_claimed(
+                session, OutboxMessage, message.id, worker_id=self.worker_id
+            )
+            session.expunge_all()
+        return fresh
+
+    def _deliver(self, claimed: OutboxMessage) -> _Sent | None:
         """One call; None if the message is no longer ours (its lease was taken over)."""
         started = self._clock()
         clock = time.monotonic()
-        with self._sessions() as session:
-            message = service.load_claimed(session, OutboxMessage, job_id, worker_id=self.worker_id)
-            payload = (
-                json.loads(service.read_payload(self._cipher, message))
-                if message is not None
-                else None
-            )
-            session.expunge_all()
-        if message is None or payload is None:
+        message = self._still_held(claimed)
+        if message is None:
             return None
+        payload = json.loads(service.read_payload(self._cipher, message))
         deliverer = self._registry.remote.get(message.destination_kind)
         if deliverer is None:
             outcome = Outcome(
@@ -377,33 +458,33 @@ class Worker:
             error=outcome.error,
             response=outcome.response,
         )
-        return job_id, outcome, attempt
+        return _Sent(message, outcome, attempt)
 
-    def _record_outcomes(self, done: list[tuple[str, Outcome, service.AttemptFacts]]) -> None:
+    def _record_outcomes(self, done: list[_Sent]) -> None:
         if not done:
             return
-        with transaction(self._sessions) as session:
-            for job_id, outcome, attempt in done:
+        # No savepoint per outcome: a lost lease is found by the outcome's first
+        # write matching no row, so it leaves nothing to roll back. No autoflush:
+        # the attempt rows go in together at the commit (one statement, not one each).
+        with transaction(self._sessions) as session, session.no_autoflush:
+            for sent in done:
                 try:
-                    with session.begin_nested():
-                        self._apply_outcome(session, job_id, outcome, attempt)
+                    self._apply_outcome(session, sent.message, sent.outcome, sent.attempt)
                 except service.LostLease:
-                    log.warning("outbox %s: lease lost before the outcome was recorded", job_id)
+                    log.warning(
+                        "outbox %s: lease lost before the outcome was recorded", sent.message.id
+                    )
 
     def _run_batch(self, kind: str, message_ids: list[str]) -> None:
         """One call for several messages; each still gets its own outcome and attempt
         row. A crash after the send leaves all of them claimed: they are sent again
         together once the lease runs out (the vendor's upsert makes that harmless)."""
-        batch: list[tuple[OutboxMessage, dict[str, Any]]] = []
-        with self._sessions() as session:
-            for message_id in message_ids:
-                message = service.load_claimed(
-                    session, OutboxMessage, message_id, worker_id=self.worker_id
-                )
-                if message is not None:
-                    payload = json.loads(service.read_payload(self._cipher, message))
-                    batch.append((message, payload))
-            session.expunge_all()
+        claimed = self._load_claimed(message_ids)
+        batch: list[tuple[OutboxMessage, dict[str, Any]]] = [
+            (message, json.loads(service.read_payload(self._cipher, message)))
+            for message in (claimed.get(message_id) for message_id in message_ids)
+            if message is not None
+        ]
         if not batch:
             return
         started = self._clock()
@@ -417,30 +498,37 @@ class Worker:
             outcomes = [Outcome(ok=False, error=_describe(error))] * len(batch)
         self._faults.checkpoint("delivery.after_send")
         duration_ms = int((time.monotonic() - clock) * 1000)
-        # Every outcome of the batch in one transaction (one commit, not one per
-        # message); a message whose lease was taken over meanwhile is skipped alone.
-        with transaction(self._sessions) as session:
-            for (message, _), outcome in zip(batch, outcomes, strict=True):
-                attempt = service.AttemptFacts(
-                    started_at=started,
-                    duration_ms=duration_ms,
-                    status_code=outcome.status_code,
-                    error=outcome.error,
-                    response=outcome.response,
+        self._record_outcomes(
+            [
+                _Sent(
+                    message,
+                    outcome,
+                    service.AttemptFacts(
+                        started_at=started,
+                        duration_ms=duration_ms,
+                        status_code=outcome.status_code,
+                        error=outcome.error,
+                        response=outcome.response,
+                    ),
                 )
-                try:
-                    with session.begin_nested():
-                        self._apply_outcome(session, message.id, outcome, attempt)
-                except service.LostLease:
-                    log.warning("outbox %s: lease lost before the outcome was recorded", message.id)
+                for (message, _), outcome in zip(batch, outcomes, strict=True)
+            ]
+        )
 
     def _apply_outcome(
-        self, session: Session, job_id: str, outcome: Outcome, attempt: service.AttemptFacts
+        self,
+        session: Session,
+        message: OutboxMessage,
+        outcome: Outcome,
+        attempt: service.AttemptFacts,
     ) -> None:
+        job_id = message.id
         now = self._clock()
         if outcome.ok:
             service.mark_done(session, OutboxMessage, job_id, worker_id=self.worker_id, now=now)
-            service.record_attempt(session, self._cipher, job_id, attempt, outcome="delivered")
+            service.record_attempt(
+                session, self._cipher, job_id, attempt, outcome="delivered", message=message
+            )
             return
         if outcome.deferred:
             wait = service.retry_delay(outcome.retry_after or 1.0, default=1.0)
@@ -462,7 +550,9 @@ class Worker:
             now=now,
             retry_after=outcome.retry_after,
         )
-        service.record_attempt(session, self._cipher, job_id, attempt, outcome=state)
+        service.record_attempt(
+            session, self._cipher, job_id, attempt, outcome=state, message=message
+        )
         log.warning("outbox %s not delivered (%s): %s", job_id, state, outcome.error)
 
     def _run_in_transaction(
@@ -555,6 +645,15 @@ class Worker:
             except Exception:
                 log.exception("background task %s failed", background.name)
         return ran
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """A remote message tried, its outcome waiting to be recorded."""
+
+    message: OutboxMessage  # detached, as loaded while this worker held it
+    outcome: Outcome
+    attempt: service.AttemptFacts
 
 
 def _describe(error: BaseException) -> str:

@@ -292,6 +292,49 @@ def test_during_a_rotation_both_secrets_verify(server: Server) -> None:
     assert verified(hook["secret"], request) == verified(rotated["secret"], request)
 
 
+def test_a_secret_rotated_between_two_passes_of_one_worker_signs_the_second(
+    server: Server,
+) -> None:
+    # The worker reads an endpoint once per pass over its messages; the next pass
+    # must see what changed in between.
+    receiver = ScriptedServer([])
+    with receiver.running(), server.client() as api:
+        program = create_program_api(api)
+        hook = endpoint(api, program["id"], receiver.url, events=["conversion.created"])
+        clock = Clock()
+        running = worker(server.runtime, clock)
+        report_order(api, program["id"], "pass-1", "10.00")
+        clock.catch_up()
+        running.drain()
+        rotated = api.post(f"/api/v1/connectors/{hook['id']}/secret", json={}).json()
+        report_order(api, program["id"], "pass-2", "10.00")
+        clock.catch_up()
+        running.drain()
+
+    first, second = receiver.received
+    assert len(first.headers["webhook-signature"].split(" ")) == 1
+    assert verified(hook["secret"], first)["data"]["order_id"] == "pass-1"
+    assert len(second.headers["webhook-signature"].split(" ")) == 2
+    assert verified(rotated["secret"], second)["data"]["order_id"] == "pass-2"
+
+
+def test_an_endpoint_disabled_by_one_message_gets_no_more_of_the_same_pass(
+    server: Server,
+) -> None:
+    receiver = ScriptedServer([Reply(410)], then=Reply(204))
+    with receiver.running(), server.client() as api:
+        program = create_program_api(api)
+        hook = endpoint(api, program["id"], receiver.url, events=["conversion.created"])
+        report_order(api, program["id"], "gone-a", "10.00")
+        report_order(api, program["id"], "gone-b", "10.00")
+        worker(server.runtime, Clock()).drain()
+
+    messages = _messages(server.runtime, hook["id"])
+    assert len(receiver.received) == 1
+    assert [(m.state, m.attempts) for m in messages] == [("dead", 1), ("dead", 1)]
+    assert sorted("disabled" in (m.last_error or "") for m in messages) == [False, True]
+
+
 def test_a_given_secret_must_be_a_standard_webhooks_secret(server: Server) -> None:
     with server.client() as api:
         program = create_program_api(api)

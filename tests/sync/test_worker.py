@@ -430,3 +430,35 @@ def test_a_batch_records_each_outcome_and_skips_only_a_message_whose_lease_was_l
         None,
     )
     assert (third.state, third.attempts, third.last_error) == ("retry", 1, "HTTP 503")
+
+
+def test_a_pass_of_remote_messages_sends_none_whose_lease_was_taken_over(runtime: Runtime) -> None:
+    # The messages of a pass are read once at its start; one whose lease has
+    # less than half left when its turn comes is read again before sending.
+    clock = Clock()
+    ids = [_enqueue(runtime, "slow-then-taken", clock, key=f"s{n}") for n in range(3)]
+    sent: list[str] = []
+
+    def slow(message: OutboxMessage, payload: dict[str, Any]) -> Outcome:
+        sent.append(message.id)
+        if len(sent) == 1:
+            clock.advance(20)  # a slow receiver: 10 of the 30 s lease left after it
+            with transaction(runtime.sessions) as db:  # meanwhile another worker took over
+                db.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == ids[1])
+                    .values(locked_by="another-worker")
+                )
+        return Outcome(ok=True)
+
+    worker = _worker(runtime, Registry(remote={KIND: slow}), clock)
+    assert worker.run_once() == 3
+
+    first, second, third = (_message(runtime, i) for i in ids)
+    assert sent == [ids[0], ids[2]]
+    assert (first.state, third.state) == ("delivered", "delivered")
+    assert (second.state, second.locked_by, second.last_error) == (
+        "pending",
+        "another-worker",
+        None,
+    )
