@@ -15,7 +15,8 @@ own with:
 3. the rollups written through `analytics.add_many` (the write path's own
    function), one RollupAdd per affiliate and day with its clicks, unique
    clicks and (about 3 % of unique clicks) conversions, revenue and
-   commissions by state;
+   commissions by state, oldest day first; then the recent window moved to
+   today's 30 days (`analytics.recent.roll`, the worker's daily task);
 4. checks, to the unit: the rollups against a full scan of `clicks` (clicks and
    unique clicks per affiliate and per day) and, for conversions, revenue and
    commissions, against a scan of the finest rollup (`daily_stats`): the
@@ -255,7 +256,10 @@ def build(scale: Scale, *, affiliates: int, seed: int) -> None:
     from partnerloop.analytics import service as analytics
 
     adds = []
-    for (index, offset), (day_clicks, unique) in sorted(tally.items()):
+    # In the order the days happened (oldest first), as a live install writes them.
+    for (index, offset), (day_clicks, unique) in sorted(
+        tally.items(), key=lambda item: (-item[0][1], item[0][0])
+    ):
         conversions = sum(1 for _ in range(unique) if rng.random() < 0.03)
         revenue = sum(rng.randrange(1500, 25000) for _ in range(conversions))
         increments = {
@@ -285,11 +289,22 @@ def build(scale: Scale, *, affiliates: int, seed: int) -> None:
             analytics.add_many(session, adds[start : start + ROLLUP_BATCH])
     scale.rollup_seconds = clock.perf_counter() - rollup_started
     scale.rollup_adds = len(adds)
+    # The worker's daily move of the recent window (its periodic task), to today's.
+    from partnerloop.analytics import recent
+
+    with transaction(runtime.sessions) as session:
+        recent.roll(session, first_day=recent.window_first_day(today))
     if not runtime.settings.is_sqlite:
         with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("ANALYZE"))
     with runtime.engine.connect() as connection:
-        for table in ("clicks", "daily_stats", "program_daily_stats", "period_stats"):
+        for table in (
+            "clicks",
+            "daily_stats",
+            "program_daily_stats",
+            "period_stats",
+            "recent_stats",
+        ):
             scale.table_rows[table] = int(
                 connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()  # noqa: S608
             )
@@ -628,14 +643,15 @@ def report(results: dict[str, list[Scale]], args: argparse.Namespace) -> str:
         lines += [
             f"### {backend}",
             "",
-            "| scale (clicks) | clicks rows | daily_stats | program_daily_stats | period_stats | DB MiB | build s | add_many rows / s | check |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "| scale (clicks) | clicks rows | daily_stats | program_daily_stats | period_stats | recent_stats | DB MiB | build s | add_many rows / s | check |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for scale in scales:
             rows = scale.table_rows
             lines.append(
                 f"| {scale.clicks:,} | {rows['clicks']:,} | {rows['daily_stats']:,} | "
                 f"{rows['program_daily_stats']:,} | {rows['period_stats']:,} | "
+                f"{rows['recent_stats']:,} | "
                 f"{scale.db_bytes / 2**20:,.0f} | {scale.build_seconds:.0f} | "
                 f"{scale.rollup_adds:,} / {scale.rollup_seconds:.1f} | "
                 f"{'ok' if not scale.problems else 'FAILED: ' + '; '.join(scale.problems[:3])} |"

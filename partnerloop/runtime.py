@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from partnerloop.analytics import recent
 from partnerloop.commissions import service as commissions
 from partnerloop.core.clock import utcnow
 from partnerloop.core.crypto import FieldCipher
@@ -164,6 +165,7 @@ class Runtime:
             periodic=[
                 PeriodicTask("approve_due_commissions", APPROVE_DUE_EVERY_SECONDS, approve_due),
                 PeriodicTask("weekly_reports", WEEKLY_REPORT_CHECK_SECONDS, queue_weekly_reports),
+                PeriodicTask("roll_recent_window", recent.ROLL_CHECK_SECONDS, recent.roll_due),
             ],
             background=[
                 BackgroundTask("pull_shops", PULL_CHECK_EVERY_SECONDS, pull_shops),

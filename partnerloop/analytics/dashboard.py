@@ -11,7 +11,7 @@ the period" means: paid commissions on conversions made in the period.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Integer, Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
-from partnerloop.analytics import spans
-from partnerloop.analytics.models import FIGURES, ProgramDailyStats
+from partnerloop.analytics import recent, spans
+from partnerloop.analytics.models import FIGURES, ProgramDailyStats, RecentStats
 from partnerloop.analytics.service import (
     COMMISSION_STATES,
     Shape,
@@ -180,6 +180,39 @@ def check_sort(sort: str | None) -> str:
     return sort
 
 
+def _orders(figures: Mapping[str, ColumnElement[Any]]) -> dict[str, ColumnElement[Any]]:
+    """What each sort orders by, given the period's figures as columns."""
+    return {
+        "revenue": figures["revenue_minor"],
+        # EARNED_STATES
+        "commission": figures["commission_pending_minor"]
+        + figures["commission_approved_minor"]
+        + figures["commission_paid_minor"],
+        "conversions": figures["conversions"],
+        "clicks": figures["clicks"],
+        "unique_clicks": figures["unique_clicks"],
+    }
+
+
+@lru_cache(maxsize=16)
+def _recent_ranking(sort: str) -> Select[Any]:
+    """The affiliate table from the recent window (one row per affiliate);
+    parameters: program_id, limit, offset."""
+    table = RecentStats.__table__
+    figures = {name: table.c[name] for name in FIGURES}
+    return (
+        select(table.c.affiliate_id, *figures.values())
+        .where(
+            table.c.program_id == bindparam("program_id"),
+            # An affiliate with no figure in the window was not active in it.
+            or_(*(column != 0 for column in figures.values())),
+        )
+        .order_by(_orders(figures)[sort].desc(), table.c.affiliate_id)
+        .limit(bindparam("limit", type_=Integer()))
+        .offset(bindparam("offset", type_=Integer()))
+    )
+
+
 @lru_cache(maxsize=256)
 def _ranking(shape: Shape, sort: str) -> Select[Any]:
     """The affiliate table's statement for a shape of pieces and a sort (built
@@ -187,17 +220,7 @@ def _ranking(shape: Shape, sort: str) -> Select[Any]:
     the pieces' bounds."""
     rows_of = covering_rows(shape, one_affiliate=False)
     sums = {name: func.sum(rows_of.c[name]) for name in FIGURES}
-    order: dict[str, ColumnElement[int]] = {
-        "revenue": sums["revenue_minor"],
-        "commission": func.sum(
-            rows_of.c.commission_pending_minor
-            + rows_of.c.commission_approved_minor
-            + rows_of.c.commission_paid_minor
-        ),
-        "conversions": sums["conversions"],
-        "clicks": sums["clicks"],
-        "unique_clicks": sums["unique_clicks"],
-    }
+    order = _orders(sums)
     affiliate = rows_of.c.affiliate_id
     return (
         select(affiliate, *sums.values())
@@ -241,18 +264,15 @@ def top_affiliates(
     pieces = spans.cover(period.first, period.last)
     if not pieces:  # a period that ends before it starts
         return AffiliatePage(rows=[], offset=offset, limit=limit)
-    without_parallel_workers(session)
-    rows = list(
-        session.execute(
-            _ranking(shape_of(pieces), check_sort(sort)),
-            {
-                "program_id": program_id,
-                "limit": limit + 1,
-                "offset": offset,
-                **bounds_of(pieces),
-            },
+    sort = check_sort(sort)
+    page = {"program_id": program_id, "limit": limit + 1, "offset": offset}
+    if recent.covers(session, program_id=program_id, first=period.first, last=period.last):
+        rows = list(session.execute(_recent_ranking(sort), page))
+    else:
+        without_parallel_workers(session)
+        rows = list(
+            session.execute(_ranking(shape_of(pieces), sort), {**page, **bounds_of(pieces)})
         )
-    )
     return AffiliatePage(
         rows=[AffiliateFigures(row[0], stats_of(row[1:])) for row in rows[:limit]],
         offset=offset,

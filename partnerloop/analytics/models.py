@@ -99,5 +99,26 @@ class PeriodStats(Figures, Base):
     affiliate_id: Mapped[str] = mapped_column(String(32), primary_key=True)
 
 
-for _table in (DailyStats, ProgramDailyStats, PeriodStats):
+class RecentStats(Figures, Base):
+    """Per program and affiliate, the figures of every day from first_day on:
+    the recent window (the dashboard's default 30 days), maintained on write
+    with DailyStats (a day before first_day is not added) and moved forward
+    once a day by the worker (partnerloop.analytics.recent). The default
+    affiliate table reads one row per affiliate, nothing to add up.
+
+    Every affiliate with a DailyStats row has a row here (so first_day can be
+    moved either way, by the days in between); none for unattributed orders.
+    """
+
+    __tablename__ = "recent_stats"
+    # The index answers "does every row of the program start on this day?" (its
+    # earliest and latest first day) and finds the rows still to move.
+    __table_args__ = (Index(None, "program_id", "first_day"), {"sqlite_with_rowid": False})
+
+    program_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    affiliate_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    first_day: Mapped[date] = mapped_column(Date)
+
+
+for _table in (DailyStats, ProgramDailyStats, PeriodStats, RecentStats):
     assert tuple(c.name for c in _table.__table__.columns)[-len(FIGURES) :] == FIGURES, _table

@@ -3,9 +3,10 @@
 Every change that moves a figure (a click, a conversion, a refund, a
 commission changing state) adds to its rollup rows in the same transaction as
 the change itself, so the rollups and the facts cannot drift apart. One
-change adds to six rows: its program, affiliate and day (DailyStats); its
+change adds to seven rows: its program, affiliate and day (DailyStats); its
 program and day (ProgramDailyStats); its program, affiliate and year, month,
-quarter of a month and ISO week (PeriodStats).
+quarter of a month and ISO week (PeriodStats); its program and affiliate's
+recent window (RecentStats, if the day is in it).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy import Date, Select, Subquery, Table, bindparam, func, select, t
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from partnerloop.analytics import spans
+from partnerloop.analytics import recent, spans
 from partnerloop.analytics.models import FIGURES, DailyStats, PeriodStats, ProgramDailyStats
 from partnerloop.core.db import is_postgresql, upsert_add_statements
 
@@ -44,9 +45,10 @@ class RollupAdd:
 def add_many(session: Session, rows: Sequence[RollupAdd]) -> None:
     """Apply a batch of increments to every rollup, in the caller's transaction:
     rows with the same key are added up first, then one upsert-add statement per
-    table (three statements however many rows; see core.db.upsert_add_statements). A
-    zero net change writes nothing; an unknown figure raises ValueError before
-    anything is written."""
+    table (four statements however many rows, one more per extra day an
+    affiliate has in the batch; see core.db.upsert_add_statements and
+    recent.statements). A zero net change writes nothing; an unknown figure
+    raises ValueError before anything is written."""
     connection = session.connection()
     for sql, parameters in rollup_statements(connection.dialect, rows):
         connection.exec_driver_sql(sql, parameters)
@@ -83,6 +85,7 @@ def rollup_statements(dialect: Dialect, rows: Sequence[RollupAdd]) -> list[tuple
             ("program_id", "grain", "first_day", "affiliate_id"),
             period,
         ),
+        *recent.statements(dialect, daily),
     ]
 
 

@@ -230,19 +230,26 @@ def upsert_add_statements(
     key: Sequence[str],
     counters: Sequence[str],
     rows: Sequence[Sequence[Any]],
+    since: str | None = None,
 ) -> list[tuple[str, Any]]:
     """Statements (SQL text, parameters) that insert each row, or add its
     counters to the stored row with the same key, atomically (rollup counters).
-    A row is the values of `key` then `counters`, in that order, written in the
-    order given: on SQLite multi-row VALUES statements, on PostgreSQL one
-    INSERT ... SELECT FROM unnest(...) of a column array each (one round trip,
-    whatever the number of rows). The caller runs them in its transaction.
+    A row is the values of `key`, then of `since` if given, then `counters`, in
+    that order, written in the order given: on SQLite multi-row VALUES
+    statements, on PostgreSQL one INSERT ... SELECT FROM unnest(...) of a column
+    array each (one round trip, whatever the number of rows). The caller runs
+    them in its transaction.
+
+    `since` names a column holding the first day a stored row counts from: a
+    row adds to a stored one only if its value there is not earlier (a day the
+    stored row does not count is left out of it), and a new row starts at its
+    own value.
 
     Two rows with the same key in one call are refused by PostgreSQL (a command
     cannot update a row twice): callers add them up first."""
     if not rows:
         return []
-    sql, processors = _upsert_add_sql(dialect, table, tuple(key), tuple(counters))
+    sql, processors = _upsert_add_sql(dialect, table, tuple(key), tuple(counters), since)
     if dialect.name == "postgresql":
         columns = list(zip(*rows, strict=True))
         return [(sql, {f"c{index}": list(values) for index, values in enumerate(columns)})]
@@ -254,7 +261,7 @@ def upsert_add_statements(
         for row in rows
         for value, process in zip(row, processors, strict=True)
     ]
-    width = len(key) + len(counters)
+    width = len(key) + (since is not None) + len(counters)
     found: list[tuple[str, Any]] = []
     start, left = 0, len(rows)
     while left:
@@ -283,10 +290,14 @@ def _sqlite_rows(sql: str, width: int, rows: int) -> str:
 # SQLAlchemy cost more Python time than the database spends on the write.
 @lru_cache(maxsize=64)
 def _upsert_add_sql(
-    dialect: Dialect, table: Table, key: tuple[str, ...], counters: tuple[str, ...]
+    dialect: Dialect,
+    table: Table,
+    key: tuple[str, ...],
+    counters: tuple[str, ...],
+    since: str | None,
 ) -> tuple[str, tuple[Any, ...]]:
     quote = dialect.identifier_preparer.quote
-    names = (*key, *counters)
+    names = (*key, *((since,) if since is not None else ()), *counters)
     columns = ", ".join(quote(name) for name in names)
     target = dialect.identifier_preparer.format_table(table)
     updates = ", ".join(
@@ -309,4 +320,6 @@ def _upsert_add_sql(
         f"INSERT INTO {target} ({columns}) {source} "
         f"ON CONFLICT ({', '.join(quote(name) for name in key)}) DO UPDATE SET {updates}"
     )
+    if since is not None:
+        sql += f" WHERE excluded.{quote(since)} >= {target}.{quote(since)}"
     return sql, processors

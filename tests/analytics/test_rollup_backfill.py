@@ -1,19 +1,26 @@
-"""Migrations 0015 and 0016 fill the new rollups (and the ISO-week spans)
-from daily_stats, so an install that upgrades reads the same figures as before."""
+"""Migrations 0015, 0016 and 0017 fill the new rollups (the ISO-week spans,
+the recent window) from daily_stats, so an install that upgrades reads the
+same figures as before."""
 
 from __future__ import annotations
 
 import secrets
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from alembic import command
 from sqlalchemy import Engine, create_engine, insert, select, text
 
-from partnerloop.analytics import spans
-from partnerloop.analytics.models import FIGURES, DailyStats, PeriodStats, ProgramDailyStats
+from partnerloop.analytics import recent, spans
+from partnerloop.analytics.models import (
+    FIGURES,
+    DailyStats,
+    PeriodStats,
+    ProgramDailyStats,
+    RecentStats,
+)
 from partnerloop.core.db import make_engine
 from partnerloop.core.migrate import alembic_config
 from tests.conftest import PG_ADMIN_URL, Backend
@@ -111,3 +118,47 @@ def test_the_migration_fills_the_new_rollups_from_daily_stats(engine: Engine) ->
     assert ("prog_a", "aff_a", "week", date(2025, 12, 29)) in got_period
     # per affiliate: 3 years, 3 months, 8 quarter months and 5 ISO weeks
     assert len(got_period) == 3 * (3 + 3 + 8 + 5)
+
+
+def test_the_recent_window_is_filled_for_every_affiliate_with_days(engine: Engine) -> None:
+    # Given an install at 0016 with days inside and before the last 30 days
+    _migrate(engine, "0016")
+    first_day = recent.window_first_day(datetime.now(UTC).date())
+    rows = [
+        ("prog_a", "aff_a", first_day, 5),
+        ("prog_a", "aff_a", first_day - timedelta(days=1), 700),
+        ("prog_a", "aff_a", first_day + timedelta(days=20), 11),
+        ("prog_a", "aff_old", first_day - timedelta(days=90), 3),
+        ("prog_a", "", first_day + timedelta(days=2), 9),
+        ("prog_b", "aff_a", first_day + timedelta(days=1), 2),
+    ]
+    with engine.begin() as connection:
+        connection.execute(
+            insert(DailyStats),
+            [
+                {
+                    "program_id": p,
+                    "affiliate_id": a,
+                    "day": d,
+                    **dict.fromkeys(FIGURES, 0),
+                    "clicks": n,
+                }
+                for p, a, d, n in rows
+            ],
+        )
+
+    # When it is upgraded
+    _migrate(engine, "head")
+
+    # Then every affiliate with days has a window row from today's window on (an
+    # affiliate with only older days a zero one), unattributed figures none
+    with engine.connect() as connection:
+        got = {
+            (r.program_id, r.affiliate_id): (r.first_day, r.clicks)
+            for r in connection.execute(select(RecentStats))
+        }
+    assert got == {
+        ("prog_a", "aff_a"): (first_day, 16),
+        ("prog_a", "aff_old"): (first_day, 0),
+        ("prog_b", "aff_a"): (first_day, 2),
+    }
