@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from partnerloop.access import service as access
 from partnerloop.affiliates import service as affiliates
 from partnerloop.commissions import service as commissions
-from partnerloop.core import logs, migrate
+from partnerloop.core import logs, migrate, priority
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import make_engine, transaction
 from partnerloop.core.errors import DomainError
@@ -236,6 +236,7 @@ def worker() -> None:
     if settings.worker_nice:
         os.nice(settings.worker_nice)
     runtime = _runtime(settings)
+    priority.lower_database_sessions(runtime.engine, settings.worker_nice)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

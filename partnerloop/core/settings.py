@@ -76,9 +76,10 @@ SETTINGS_DOC: dict[str, tuple[str, str]] = {
         "10",
         "CPU priority a `partnerloop worker` process gives up (0-19, Unix nice): on a "
         "machine it shares with `serve`, answering clicks and webhooks comes first and a "
-        "burst is drained from the inbox afterwards. 0: same priority as serve. The "
-        "worker inside serve (a thread) paces itself to the same share while webhooks "
-        "arrive.",
+        "burst is drained from the inbox afterwards. 0: same priority as serve. On "
+        "PostgreSQL on the same machine its sessions' server processes get the value too "
+        "(when the worker may renice them: root or the server's user). The worker inside "
+        "serve (a thread) paces itself to the same share while webhooks arrive.",
     ),
     "PARTNERLOOP_CLICK_BATCH_MAX": ("1000", "Most clicks written in one group commit."),
     "PARTNERLOOP_CLICK_WRITER": (

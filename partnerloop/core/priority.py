@@ -1,0 +1,67 @@
+"""A worker's lower CPU priority, for its PostgreSQL sessions too.
+
+`partnerloop worker` gives up CPU to `serve` (PARTNERLOOP_WORKER_NICE), but on
+PostgreSQL most of an order's work runs in the database server's process for
+the worker's connection, not in the worker: on a machine that runs both, those
+processes competed with the ones storing clicks and webhooks at full priority.
+When the database is on this machine and the worker may (root, or the same
+user as the database server), each of its sessions' server processes gets the
+worker's nice value as it connects. Otherwise nothing changes, said once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+log = logging.getLogger("partnerloop.worker")
+
+_LOCAL_HOSTS = {None, "", "localhost", "127.0.0.1", "::1"}
+
+
+def lower_database_sessions(engine: Engine, nice: int) -> bool:
+    """Give every new PostgreSQL connection's server process `nice` (from now
+    on). False (nothing done) for SQLite, a server on another machine, or nice 0."""
+    if nice <= 0 or engine.dialect.name != "postgresql":
+        return False
+    host = engine.url.host
+    if host not in _LOCAL_HOSTS and not str(host).startswith("/"):
+        return False
+    told = False
+
+    @event.listens_for(engine, "connect")
+    def _lower(dbapi_connection: Any, _record: Any) -> None:
+        nonlocal told
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT pg_backend_pid()")
+            pid = int(cursor.fetchone()[0])
+        finally:
+            cursor.close()
+            dbapi_connection.rollback()  # the driver opened a transaction for the query
+        # The pid is the server's: only a process that is a PostgreSQL backend
+        # here (not one of another machine or container) is touched.
+        if not _is_postgres_backend(pid):
+            if not told:
+                told = True
+                log.info("database sessions keep their priority: server not on this machine")
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, max(nice, os.getpriority(os.PRIO_PROCESS, pid)))
+        except OSError as error:  # not root nor the server's user
+            if not told:
+                told = True
+                log.info("database sessions keep their priority: %s", error.strerror)
+
+    return True
+
+
+def _is_postgres_backend(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"postgres: ")
+    except OSError:
+        return False
