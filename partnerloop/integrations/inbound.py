@@ -28,6 +28,7 @@ from partnerloop.orders import snapshots
 from partnerloop.orders.snapshots import Cancellation, CustomerFacts, OrderSnapshot, RefundFacts
 from partnerloop.privacy import service as privacy
 from partnerloop.privacy.service import PrivacyFacts
+from partnerloop.programs import service as programs
 from partnerloop.sync.models import InboundEvent
 from partnerloop.sync.worker import InboundHandler, RejectEvent
 
@@ -107,7 +108,10 @@ def make_handler(cipher: FieldCipher, shops: Mapping[str, ShopConnector]) -> Inb
         shop = shops.get(connector.kind)
         if shop is None:
             raise RejectEvent(f"no shop connector of kind {connector.kind!r} in this version")
-        config = connectors.config_of(session, cipher, connector)
+        # Held for the whole job: applying an order reads the program again, and the
+        # session's identity map keeps only objects someone holds (it was a SELECT).
+        program = programs.get_or_raise(session, connector.program_id)
+        config = connectors.config_of(session, cipher, connector, program=program)
         try:
             events = shop.normalise(event.topic, payload.encode(), config=config)
             apply_events(

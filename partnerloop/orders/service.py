@@ -8,12 +8,14 @@ announce, all in the caller's transaction.
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
-from sqlalchemy import select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy import JSON, or_, select, text, update
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from partnerloop.analytics import service as analytics
 from partnerloop.attribution import service as attribution
@@ -174,12 +176,10 @@ def find_or_create_customer(
         cipher.blind_index(normalise_email(email), field=CUSTOMER_EMAIL_FIELD) if email else None
     )
     if external_id:
-        found = _customer_by(session, program_id, external_id=external_id)
-        if found is None and index is not None:
-            by_email = _customer_by(session, program_id, email_index=index)
-            if by_email is not None and by_email.external_id is None:
-                by_email.external_id = external_id
-                found = by_email
+        found, by_email = _customers_by(session, program_id, external_id, index)
+        if found is None and by_email is not None and by_email.external_id is None:
+            by_email.external_id = external_id
+            found = by_email
         if found is not None:
             if name and found.name_enc is None:
                 found.name_enc = cipher.encrypt(name, field=CUSTOMER_NAME_FIELD)
@@ -198,7 +198,8 @@ def find_or_create_customer(
     if name:
         values["name_enc"] = cipher.encrypt(name, field=CUSTOMER_NAME_FIELD)
     # Any unique clash (a concurrent first sight by id or by e-mail) skips the insert.
-    insert_if_absent(session, Customer.__table__, values, conflict_columns=())  # type: ignore[arg-type]
+    if insert_if_absent(session, Customer.__table__, values, conflict_columns=()):  # type: ignore[arg-type]
+        return _as_inserted(session, Customer, values)
     if external_id:
         found = _customer_by(session, program_id, external_id=external_id)
         if found is None:  # the address belongs to another shop account: keep both
@@ -208,6 +209,52 @@ def find_or_create_customer(
         assert found is not None
         return found
     return _customer_by(session, program_id, email_index=index)
+
+
+Row = TypeVar("Row", Customer, Conversion)
+
+
+def _as_inserted(session: Session, model: type[Row], values: Mapping[str, Any]) -> Row:
+    """The row this transaction just inserted with `values`, put in the session as
+    if read back (that was a SELECT per row): every column as a read returns it
+    (times in UTC, JSON as decoded); one not given is its scalar default or NULL
+    (neither table has defaults the database fills in)."""
+    loaded: dict[str, Any] = {}
+    for column in model.__table__.columns:
+        if column.key in values:
+            value = values[column.key]
+        elif column.default is not None and column.default.is_scalar:
+            value = column.default.arg
+        else:
+            value = None
+        if isinstance(value, datetime):
+            value = value.astimezone(UTC)
+        elif isinstance(column.type, JSON) and value is not None:
+            value = json.loads(json.dumps(value))
+        loaded[column.key] = value
+    row = model(**loaded)
+    make_transient_to_detached(row)
+    session.add(row)
+    return row
+
+
+def _customers_by(
+    session: Session, program_id: str, external_id: str, email_index: str | None
+) -> tuple[Customer | None, Customer | None]:
+    """The customer with this shop id and the one with this e-mail (perhaps the
+    same), in one query: a new customer was two."""
+    if email_index is None:
+        return _customer_by(session, program_id, external_id=external_id), None
+    rows = session.scalars(
+        select(Customer).where(
+            Customer.program_id == program_id,
+            or_(Customer.external_id == external_id, Customer.email_index == email_index),
+        )
+    ).all()
+    return (
+        next((row for row in rows if row.external_id == external_id), None),
+        next((row for row in rows if row.email_index == email_index), None),
+    )
 
 
 def _customer_by(
@@ -244,13 +291,19 @@ def record_conversion(
     *,
     now: datetime,
     strict_replay: bool = True,
+    locked_and_absent: bool = False,
 ) -> Recorded:
     """Record an order once. Reported again, it answers the recorded conversion
     (created=False); with `strict_replay` a different amount is a Conflict, without
-    it the caller (a shop's state update) reconciles the difference itself."""
+    it the caller (a shop's state update) reconciles the difference itself.
+
+    `locked_and_absent`: the caller took the order's lock (lock_order) in this
+    transaction and found no conversion of `order.order_id` since, so neither is
+    done again (a lock and a SELECT per order)."""
     program = programs.get_or_raise(session, order.program_id)
     _check_program_currency(program, order.currency)
-    lock_order(session, program_id=order.program_id, order_id=order.order_id)
+    if not locked_and_absent:
+        lock_order(session, program_id=order.program_id, order_id=order.order_id)
     order_id = check_references(
         order_id=order.order_id,
         click_id=order.click_id,
@@ -258,9 +311,11 @@ def record_conversion(
         customer_id=order.customer_external_id,
         customer_email=order.customer_email,
     )
-    existing = find_conversion(session, program_id=program.id, order_id=order_id)
-    if existing is not None:
-        return _replay(session, existing, order, strict=strict_replay)
+    # The caller looked for the id as given; a cleaned one (spaces cut) is looked for.
+    if not locked_and_absent or order_id != order.order_id:
+        existing = find_conversion(session, program_id=program.id, order_id=order_id)
+        if existing is not None:
+            return _replay(session, existing, order, strict=strict_replay)
 
     ordered_at = order.ordered_at or now
     customer = find_or_create_customer(
@@ -281,36 +336,37 @@ def record_conversion(
         ordered_at=ordered_at,
     )
     conversion_id = new_id("conversion")
+    values: dict[str, Any] = {
+        "id": conversion_id,
+        "program_id": program.id,
+        "order_id": order_id,
+        "amount_minor": order.amount_minor,
+        "currency": order.currency,
+        "refunded_minor": 0,
+        "items": order.items,
+        "click_id": order.click_id,
+        "coupon_code": order.coupon_code,
+        "customer_id": customer.id if customer else None,
+        "affiliate_id": decided.affiliate_id,
+        "attribution": decided.method,
+        "source": order.source,
+        "status": order.status,
+        "total_minor": order.total_minor,
+        "tax_minor": order.tax_minor,
+        "shipping_minor": order.shipping_minor,
+        "discount_minor": order.discount_minor,
+        "order_number": order.order_number,
+        "connector_id": order.connector_id,
+        "subscription_id": order.subscription_id,
+        "is_renewal": order.is_renewal,
+        "source_updated_at": order.source_updated_at,
+        "ordered_at": ordered_at,
+        "created_at": now,
+    }
     inserted = insert_if_absent(
         session,
         Conversion.__table__,  # type: ignore[arg-type]
-        {
-            "id": conversion_id,
-            "program_id": program.id,
-            "order_id": order_id,
-            "amount_minor": order.amount_minor,
-            "currency": order.currency,
-            "refunded_minor": 0,
-            "items": order.items,
-            "click_id": order.click_id,
-            "coupon_code": order.coupon_code,
-            "customer_id": customer.id if customer else None,
-            "affiliate_id": decided.affiliate_id,
-            "attribution": decided.method,
-            "source": order.source,
-            "status": order.status,
-            "total_minor": order.total_minor,
-            "tax_minor": order.tax_minor,
-            "shipping_minor": order.shipping_minor,
-            "discount_minor": order.discount_minor,
-            "order_number": order.order_number,
-            "connector_id": order.connector_id,
-            "subscription_id": order.subscription_id,
-            "is_renewal": order.is_renewal,
-            "source_updated_at": order.source_updated_at,
-            "ordered_at": ordered_at,
-            "created_at": now,
-        },
+        values,
         conflict_columns=("program_id", "order_id"),
     )
     if not inserted:
@@ -319,7 +375,7 @@ def record_conversion(
         assert winner is not None
         return _replay(session, winner, order, strict=strict_replay)
 
-    conversion = session.get_one(Conversion, conversion_id)
+    conversion = _as_inserted(session, Conversion, values)
     day = day_of(ordered_at)
     analytics.add(
         session,
@@ -331,13 +387,15 @@ def record_conversion(
     if customer is not None and decided.affiliate_id is not None:
         _bind_customer(session, customer=customer, affiliate_id=decided.affiliate_id, now=now)
 
+    made: list[Commission] = []
     if order.status == "paid":
-        commission_for(session, cipher, program=program, conversion=conversion, now=now)
+        made = commission_for(session, cipher, program=program, conversion=conversion, now=now)
     announce(session, cipher, conversion=conversion, topic="conversion.created", now=now)
-    _apply_pending_refunds(session, cipher, conversion=conversion, now=now)
-    return Recorded(
-        conversion=conversion, commissions=commissions.list_for_conversion(session, conversion.id)
-    )
+    if _apply_pending_refunds(session, cipher, conversion=conversion, now=now):
+        made = commissions.list_for_conversion(session, conversion.id)
+    # Else the new conversion's commissions are the ones just made: no other
+    # transaction can have made one for a conversion it cannot see yet.
+    return Recorded(conversion=conversion, commissions=made)
 
 
 def earns_commission(program: Program, conversion: Conversion) -> bool:
@@ -355,12 +413,13 @@ def commission_for(
     program: Program,
     conversion: Conversion,
     now: datetime,
-) -> None:
-    """Create the order's commission if it earns one (idempotent)."""
+) -> list[Commission]:
+    """Create the order's commission if it earns one (idempotent); the order's
+    commissions if it does, else none."""
     if not earns_commission(program, conversion):
-        return
+        return []
     assert conversion.affiliate_id is not None
-    commissions.create_for_order(
+    return commissions.create_for_order(
         session,
         cipher,
         facts=commissions.OrderFacts(
@@ -565,7 +624,8 @@ def _apply(
 
 def _apply_pending_refunds(
     session: Session, cipher: FieldCipher, *, conversion: Conversion, now: datetime
-) -> None:
+) -> int:
+    """Refunds that arrived before their order, applied now; returns how many."""
     pending = session.scalars(
         select(Refund)
         .where(
@@ -575,8 +635,11 @@ def _apply_pending_refunds(
         )
         .order_by(Refund.id)
     )
+    applied = 0
     for refund in pending:
         _apply(session, cipher, conversion=conversion, refund=refund, now=now)
+        applied += 1
+    return applied
 
 
 # --- reading ---------------------------------------------------------------------------------

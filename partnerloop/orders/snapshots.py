@@ -204,6 +204,7 @@ def apply_order(
             ),
             now=now,
             strict_replay=False,
+            locked_and_absent=True,
         )
         if recorded.created:
             conversion = recorded.conversion
