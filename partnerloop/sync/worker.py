@@ -463,13 +463,33 @@ class Worker:
     def _record_outcomes(self, done: list[_Sent]) -> None:
         if not done:
             return
-        # No savepoint per outcome: a lost lease is found by the outcome's first
-        # write matching no row, so it leaves nothing to roll back. No autoflush:
-        # the attempt rows go in together at the commit (one statement, not one each).
+        # The delivered ones marked in one statement; a message it left out, or
+        # whose failure's mark matched no row, was taken over by another worker and
+        # is skipped alone. No savepoint per outcome: a lost lease is found by the
+        # outcome's first write matching no row, so it leaves nothing to roll back.
+        # No autoflush: the attempt rows go in together at the commit.
         with transaction(self._sessions) as session, session.no_autoflush:
+            delivered = service.mark_delivered(
+                session,
+                [sent.message.id for sent in done if sent.outcome.ok],
+                worker_id=self.worker_id,
+                now=self._clock(),
+            )
             for sent in done:
                 try:
-                    self._apply_outcome(session, sent.message, sent.outcome, sent.attempt)
+                    if not sent.outcome.ok:
+                        self._record_failure(session, sent.message, sent.outcome, sent.attempt)
+                    elif sent.message.id in delivered:
+                        service.record_attempt(
+                            session,
+                            self._cipher,
+                            sent.message.id,
+                            sent.attempt,
+                            outcome="delivered",
+                            message=sent.message,
+                        )
+                    else:
+                        raise service.LostLease(sent.message.id)
                 except service.LostLease:
                     log.warning(
                         "outbox %s: lease lost before the outcome was recorded", sent.message.id
@@ -515,7 +535,7 @@ class Worker:
             ]
         )
 
-    def _apply_outcome(
+    def _record_failure(
         self,
         session: Session,
         message: OutboxMessage,
@@ -524,12 +544,6 @@ class Worker:
     ) -> None:
         job_id = message.id
         now = self._clock()
-        if outcome.ok:
-            service.mark_done(session, OutboxMessage, job_id, worker_id=self.worker_id, now=now)
-            service.record_attempt(
-                session, self._cipher, job_id, attempt, outcome="delivered", message=message
-            )
-            return
         if outcome.deferred:
             wait = service.retry_delay(outcome.retry_after or 1.0, default=1.0)
             service.defer(

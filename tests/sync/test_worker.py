@@ -462,3 +462,39 @@ def test_a_pass_of_remote_messages_sends_none_whose_lease_was_taken_over(runtime
         "another-worker",
         None,
     )
+
+
+def test_outcomes_recorded_together_skip_only_a_message_taken_over_meanwhile(
+    runtime: Runtime,
+) -> None:
+    clock = Clock()
+    ids = [_enqueue(runtime, "taken-before-record", clock, key=f"r{n}") for n in range(3)]
+    sent: list[str] = []
+
+    def deliver(message: OutboxMessage, payload: dict[str, Any]) -> Outcome:
+        sent.append(message.id)
+        if len(sent) == 3:
+            # The first was sent, its outcome not recorded yet: another worker takes it.
+            with transaction(runtime.sessions) as db:
+                db.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == ids[0])
+                    .values(locked_by="another-worker")
+                )
+            return Outcome(ok=False, error="HTTP 503")
+        return Outcome(ok=True)
+
+    worker = _worker(runtime, Registry(remote={KIND: deliver}), clock)
+    assert worker.run_once() == 3
+
+    first, second, third = (_message(runtime, i) for i in ids)
+    assert sent == ids
+    assert (first.state, first.locked_by, first.delivered_at) == ("pending", "another-worker", None)
+    assert (second.state, second.locked_by, second.attempts) == ("delivered", None, 1)
+    assert (third.state, third.locked_by, third.last_error) == ("retry", None, "HTTP 503")
+    with runtime.sessions() as db:
+        attempts = [
+            [(a.outcome, a.attempt) for a in sync.list_attempts(db, message_id)]
+            for message_id in ids
+        ]
+    assert attempts == [[], [("delivered", 1)], [("retry", 1)]]
