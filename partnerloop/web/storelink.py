@@ -92,14 +92,18 @@ class StoreLink:
         self._incoming = bytearray()
         self._drained: asyncio.Event | None = None
         self._complained_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._socket: socket.socket | None = None  # the transport's, to close it without its loop
         self.threads: list[threading.Thread] = []  # stores run in this process (tests)
 
     async def submit(self, item: Any, *, size: int = 0) -> Answer:
         """Queue a write and wait for its commit: (committed, the store's outcome).
         `size`: about how many bytes the item takes on the wire (large ones)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._move_to(loop)
         if self._transport is None and not await self._connect():
             return False, None
-        loop = asyncio.get_running_loop()
         done: asyncio.Future[Answer] = loop.create_future()
         if self._batch and self._batch_bytes + size > self._frame_budget:
             self._flush()  # the frame so far goes now; this item starts the next
@@ -113,6 +117,29 @@ class StoreLink:
             loop.call_soon(self._flush)
         return await done
 
+    def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve writes from `loop` from now on. The connection lives on the loop
+        it was made from; a client that runs a loop per call and closes it after
+        (Starlette's TestClient outside `with`) leaves it behind with that loop,
+        so a new one is made here. The old socket is closed through its socket
+        object (which the transport shares: closing it twice is harmless, unlike
+        closing the descriptor itself), so the store sees the hang-up."""
+        old = self._loop
+        if old is not None and not old.is_closed():
+            raise RuntimeError(
+                "a store link serves one event loop at a time; this one is still open"
+            )
+        if self._socket is not None:
+            self._socket.close()
+        self._transport, self._socket = None, None
+        self._connecting = None
+        self._batch, self._waiting, self._batch_bytes = [], [], 0
+        self._flush_scheduled = False
+        self._in_flight.clear()  # their callers went with the closed loop
+        self._incoming.clear()
+        self._drained = None
+        self._loop = loop
+
     async def _connect(self) -> bool:
         if self._connecting is not None:
             return await self._connecting
@@ -122,7 +149,7 @@ class StoreLink:
         try:
             sock = self._open_socket()
             transport, _ = await loop.create_unix_connection(lambda: _Link(self), sock=sock)
-            self._transport = transport
+            self._transport, self._socket = transport, sock
             connected = True
         except OSError:
             self._complain("cannot reach the store")
@@ -201,6 +228,9 @@ class StoreLink:
 
     async def close(self) -> None:
         """Wait for the writes already sent to be answered, then disconnect (on shutdown)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop and self._loop is not None and self._loop.is_closed():
+            self._move_to(loop)  # what was sent went with the closed loop
         if self._connecting is not None:
             # Writes waiting for the connection queue up once it is made.
             await asyncio.shield(self._connecting)

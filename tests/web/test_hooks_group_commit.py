@@ -4,6 +4,7 @@ signed mixed together; and the batch commit itself, driven directly."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.testclient import TestClient
 
 from partnerloop.core.clock import utcnow
 from partnerloop.core.db import transaction
@@ -22,6 +24,7 @@ from partnerloop.integrations import connectors
 from partnerloop.runtime import Runtime
 from partnerloop.sync import service as sync
 from partnerloop.sync.models import InboundEvent
+from partnerloop.web.app import create_app
 from tests.conftest import Server
 from tests.factories.connectors import hook_path
 from tests.factories.shopify import deliver, paid_order, setup, sign
@@ -191,3 +194,32 @@ def test_webhook_post_over_http_still_refuses_a_tampered_body(server: Server) ->
         )
     assert (tampered.status_code, tampered.json()["code"]) == (401, "invalid_signature")
     assert _events(server.runtime, connector["id"]) == Counter()
+
+
+def test_an_app_called_from_a_new_event_loop_per_request_answers_every_webhook(
+    server: Server,
+) -> None:
+    # Given an app driven by Starlette's TestClient outside `with`: every request
+    # runs on an event loop of its own, closed after it
+    with server.client() as api:
+        _, connector = setup(api)
+    app = create_app(server.runtime, run_worker=False)
+    client = TestClient(app, base_url=server.runtime.settings.public_url)
+
+    # When webhooks are posted one after the other
+    answers = [
+        deliver(
+            client,
+            connector,
+            "orders/create",
+            json.dumps(paid_order(8_100_000 + n)).encode(),
+            event_id=f"loop-{n}",
+        )
+        for n in range(3)
+    ]
+
+    # Then each is answered and stored (the second used to wait forever on the
+    # first loop's connection to the store)
+    assert [(a.status_code, a.json()["status"]) for a in answers] == [(200, "accepted")] * 3
+    assert _events(server.runtime, connector["id"]) == Counter({f"loop-{n}": 1 for n in range(3)})
+    asyncio.run(app.api.state.hook_writer.close())  # its store thread ends too

@@ -8,6 +8,8 @@ import marshal
 import socket
 import threading
 
+import pytest
+
 from partnerloop.web.storelink import ACK_HEAD, FRAME_HEAD, WEBHOOKS, StoreLink
 from tests.support import aio
 
@@ -65,3 +67,49 @@ def test_large_items_are_split_over_frames_within_the_budget_and_all_answered() 
     # Sent in the order given, a new frame whenever the next item would pass the
     # budget; an item larger than the budget goes alone.
     assert frames[1:] == [items[0:2], items[2:3], items[3:5], items[5:6], items[6:7]]
+
+
+def test_a_link_used_from_a_new_event_loop_after_the_first_closed_connects_again() -> None:
+    # Given a link whose first writes came from a loop that has since closed (a
+    # client that runs one loop per call), its connection left behind with it
+    frames: list[list[bytes]] = []
+    stores = []
+
+    def open_socket() -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        stores.append(_recording_store(theirs, frames))
+        return ours
+
+    link = StoreLink(open_socket, kind=WEBHOOKS)
+    assert asyncio.run(link.submit(b"first")) == (True, 5)
+
+    # When the next write comes from another loop, it is answered (it used to wait
+    # forever on the closed loop's connection)
+    async def second() -> tuple[bool, object]:
+        try:
+            return await asyncio.wait_for(link.submit(b"second!"), 10)
+        finally:
+            await link.close()
+
+    assert asyncio.run(second()) == (True, 7)
+    assert frames == [[b"first"], [b"second!"]]
+    assert len(stores) == 2
+
+
+def test_a_link_refuses_a_second_loop_while_the_first_is_open() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    frames: list[list[bytes]] = []
+    _recording_store(theirs, frames)
+    link = StoreLink(lambda: ours, kind=WEBHOOKS)
+    first = asyncio.new_event_loop()
+    try:
+        assert first.run_until_complete(link.submit(b"one")) == (True, 3)
+
+        async def from_another_loop() -> None:
+            await link.submit(b"two")
+
+        with pytest.raises(RuntimeError, match="one event loop at a time"):
+            asyncio.run(from_another_loop())
+        first.run_until_complete(link.close())
+    finally:
+        first.close()
