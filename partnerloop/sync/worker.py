@@ -78,14 +78,14 @@ class Outcome:
 
 T = TypeVar("T")
 
-# What remote deliverers read once per pass over claimed messages (see per_pass).
+# What jobs read once per pass over claimed messages (see per_pass).
 _PASS: ContextVar[dict[Hashable, Any] | None] = ContextVar("partnerloop_worker_pass", default=None)
 
 
 @contextmanager
 def one_pass() -> Iterator[None]:
-    """The scope of `per_pass`: one pass of the worker over its claimed remote
-    messages (and tests that stand in for one)."""
+    """The scope of `per_pass`: one pass of the worker over the outbox messages it
+    claimed together, the local ones (the fan-out), then the remote ones."""
     token = _PASS.set({})
     try:
         yield
@@ -94,12 +94,12 @@ def one_pass() -> Iterator[None]:
 
 
 def per_pass(key: Hashable, load: Callable[[], T]) -> T:
-    """`load()`, read once per pass of the worker over its claimed remote messages
-    (e.g. the destination connector: one read per message was the second most
-    frequent statement of a pass). A value is kept for that pass only, so a change
-    made in between (a connector's new secret) is seen by the next pass; a
-    deliverer that changes what it loaded calls `forget_for_pass`. Outside a pass,
-    loaded each time."""
+    """`load()`, read once per pass of the worker over its claimed messages (e.g.
+    the destination connector: one read per message was the second most frequent
+    statement of a pass). A value is kept for that pass only, so a change made in
+    between (a connector's new secret) is seen by the next pass; a deliverer that
+    changes what it loaded calls `forget_for_pass`. Plain data only (a pass spans
+    several sessions). Outside a pass, loaded each time."""
     memo = _PASS.get()
     if memo is None:
         return load()
@@ -237,7 +237,8 @@ class Worker:
         self._run_together(InboundEvent, inbound, self._inbound_body)
         claimed = self._claim(OutboxMessage)
         local, singles, batches = self._group(claimed)
-        self._run_together(OutboxMessage, local, self._local_body)
+        with one_pass():
+            self._run_together(OutboxMessage, local, self._local_body)
         self._run_singles(singles)
         for kind, message_ids in batches:
             self._run_batch(kind, message_ids)

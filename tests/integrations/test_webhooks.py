@@ -14,6 +14,8 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from partnerloop.core.db import transaction
+from partnerloop.integrations.models import Connector
 from partnerloop.runtime import Runtime
 from partnerloop.sync.models import OutboxMessage
 from tests.conftest import Server
@@ -316,6 +318,35 @@ def test_a_secret_rotated_between_two_passes_of_one_worker_signs_the_second(
     assert verified(hook["secret"], first)["data"]["order_id"] == "pass-1"
     assert len(second.headers["webhook-signature"].split(" ")) == 2
     assert verified(rotated["secret"], second)["data"]["order_id"] == "pass-2"
+
+
+def test_endpoints_added_or_changed_between_two_passes_are_asked_in_the_second(
+    server: Server,
+) -> None:
+    # The worker reads a program's endpoints once per pass over its events; the
+    # next pass must see an endpoint added and a subscription changed in between.
+    receiver = ScriptedServer([])
+    with receiver.running(), server.client() as api:
+        program = create_program_api(api)
+        first = endpoint(api, program["id"], f"{receiver.url}/a", events=["conversion.created"])
+        clock = Clock()
+        running = worker(server.runtime, clock)
+        report_order(api, program["id"], "asked-1", "10.00")
+        clock.catch_up()
+        running.drain()
+        second = endpoint(api, program["id"], f"{receiver.url}/b", events=["conversion.created"])
+        with transaction(server.runtime.sessions) as db:
+            db.get_one(Connector, first["id"]).settings = {
+                "url": f"{receiver.url}/a",
+                "events": ["commission.created"],
+            }
+        report_order(api, program["id"], "asked-2", "10.00")
+        clock.catch_up()
+        running.drain()
+
+    secrets = {"/a": first["secret"], "/b": second["secret"]}
+    got = [(r.path, verified(secrets[r.path], r)["data"]["order_id"]) for r in receiver.received]
+    assert got == [("/a", "asked-1"), ("/b", "asked-2")]
 
 
 def test_an_endpoint_disabled_by_one_message_gets_no_more_of_the_same_pass(
