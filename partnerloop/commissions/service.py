@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -24,6 +25,7 @@ from partnerloop.core.db import insert_if_absent
 from partnerloop.core.errors import Conflict, InvalidInput, NotFound
 from partnerloop.core.ids import new_id
 from partnerloop.core.money import format_amount
+from partnerloop.core.rows import as_inserted
 from partnerloop.programs import service as programs
 from partnerloop.programs.models import Program
 from partnerloop.programs.service import CommissionTerms
@@ -99,34 +101,35 @@ def create_for_order(
         rule, gross_minor=facts.gross_minor, net_minor=facts.gross_minor - facts.refunded_minor
     )
     commission_id = new_id("commission")
+    values: dict[str, Any] = {
+        "id": commission_id,
+        "program_id": facts.program_id,
+        "conversion_id": facts.conversion_id,
+        "order_id": facts.order_id,
+        "affiliate_id": facts.affiliate_id,
+        "tier": 0,
+        "state": "pending",
+        "rule_type": rule.type,
+        "rule_value": rule.stored_value(),
+        "base_amount_minor": facts.gross_minor,
+        "original_amount_minor": amount,
+        "amount_minor": amount,
+        "currency": facts.currency,
+        "clawback_minor": 0,
+        "stats_day": facts.day,
+        "hold_until": now + timedelta(days=program.hold_days),
+        "created_at": now,
+        "updated_at": now,
+    }
     inserted = insert_if_absent(
         session,
         Commission.__table__,  # type: ignore[arg-type]
-        {
-            "id": commission_id,
-            "program_id": facts.program_id,
-            "conversion_id": facts.conversion_id,
-            "order_id": facts.order_id,
-            "affiliate_id": facts.affiliate_id,
-            "tier": 0,
-            "state": "pending",
-            "rule_type": rule.type,
-            "rule_value": rule.stored_value(),
-            "base_amount_minor": facts.gross_minor,
-            "original_amount_minor": amount,
-            "amount_minor": amount,
-            "currency": facts.currency,
-            "clawback_minor": 0,
-            "stats_day": facts.day,
-            "hold_until": now + timedelta(days=program.hold_days),
-            "created_at": now,
-            "updated_at": now,
-        },
+        values,
         conflict_columns=("conversion_id", "affiliate_id", "tier"),
     )
     if not inserted:
         return list_for_conversion(session, facts.conversion_id)
-    commission = session.get_one(Commission, commission_id)
+    commission = as_inserted(session, Commission, values)
     analytics.commission_moved(
         session,
         program_id=commission.program_id,

@@ -8,14 +8,12 @@ announce, all in the caller's transaction.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import JSON, or_, select, text, update
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy import or_, select, text, update
+from sqlalchemy.orm import Session
 
 from partnerloop.analytics import service as analytics
 from partnerloop.attribution import service as attribution
@@ -27,6 +25,7 @@ from partnerloop.core.db import insert_if_absent, is_postgresql
 from partnerloop.core.errors import Conflict, InvalidInput, NotFound
 from partnerloop.core.ids import new_id
 from partnerloop.core.money import format_amount
+from partnerloop.core.rows import as_inserted
 from partnerloop.orders.models import Conversion, Customer, Refund
 from partnerloop.programs import service as programs
 from partnerloop.programs.models import Program
@@ -199,7 +198,7 @@ def find_or_create_customer(
         values["name_enc"] = cipher.encrypt(name, field=CUSTOMER_NAME_FIELD)
     # Any unique clash (a concurrent first sight by id or by e-mail) skips the insert.
     if insert_if_absent(session, Customer.__table__, values, conflict_columns=()):  # type: ignore[arg-type]
-        return _as_inserted(session, Customer, values)
+        return as_inserted(session, Customer, values)
     if external_id:
         found = _customer_by(session, program_id, external_id=external_id)
         if found is None:  # the address belongs to another shop account: keep both
@@ -209,33 +208,6 @@ def find_or_create_customer(
         assert found is not None
         return found
     return _customer_by(session, program_id, email_index=index)
-
-
-Row = TypeVar("Row", Customer, Conversion)
-
-
-def _as_inserted(session: Session, model: type[Row], values: Mapping[str, Any]) -> Row:
-    """The row this transaction just inserted with `values`, put in the session as
-    if read back (that was a SELECT per row): every column as a read returns it
-    (times in UTC, JSON as decoded); one not given is its scalar default or NULL
-    (neither table has defaults the database fills in)."""
-    loaded: dict[str, Any] = {}
-    for column in model.__table__.columns:
-        if column.key in values:
-            value = values[column.key]
-        elif column.default is not None and column.default.is_scalar:
-            value = column.default.arg
-        else:
-            value = None
-        if isinstance(value, datetime):
-            value = value.astimezone(UTC)
-        elif isinstance(column.type, JSON) and value is not None:
-            value = json.loads(json.dumps(value))
-        loaded[column.key] = value
-    row = model(**loaded)
-    make_transient_to_detached(row)
-    session.add(row)
-    return row
 
 
 def _customers_by(
@@ -375,7 +347,7 @@ def record_conversion(
         assert winner is not None
         return _replay(session, winner, order, strict=strict_replay)
 
-    conversion = _as_inserted(session, Conversion, values)
+    conversion = as_inserted(session, Conversion, values)
     day = day_of(ordered_at)
     analytics.add(
         session,

@@ -1,5 +1,5 @@
 """Who a customer is: found by the shop's id, else by e-mail; created on first
-sight. A new customer or conversion reads as stored."""
+sight. A new customer, conversion or commission reads as stored."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from partnerloop.core.clock import utcnow
 from partnerloop.orders import service as orders
 from partnerloop.orders.models import Conversion, Customer
 from partnerloop.runtime import Runtime
-from tests.factories.programs import create_program
+from tests.conftest import Server
+from tests.factories.affiliates import create_affiliate_api
+from tests.factories.orders import report_order
+from tests.factories.programs import create_program, create_program_api
+from tests.factories.tracking import click, create_link_api
 
 
 def _find(
@@ -115,3 +119,21 @@ def test_a_new_conversion_reads_as_stored(session: Session, runtime: Runtime) ->
     assert stored.ordered_at.isoformat() == "2026-11-19T23:30:00+00:00"
     assert stored.items == [{"sku": "A-1", "quantity": 2, "amount": "61.72", "tags": ["x", "y"]}]
     assert (stored.status, stored.refunded_minor, stored.is_renewal) == ("paid", 0, False)
+
+
+def test_a_new_commission_reads_as_stored(server: Server) -> None:
+    # The order's answer shows the commission as made in its transaction; a later
+    # read of it shows the same.
+    with server.client() as api:
+        program = create_program_api(api)
+        affiliate = create_affiliate_api(api, program["id"])
+        link = create_link_api(api, program["id"], affiliate["id"])
+        order = report_order(
+            api, program["id"], "as-stored-c1", "123.45", click_id=click(api, link["code"])
+        )
+        [made] = order["commissions"]
+        read = api.get(f"/api/v1/commissions/{made['id']}")
+
+    assert read.status_code == 200
+    assert made == {key: read.json()[key] for key in made}
+    assert (made["amount"], made["state"]) == ("12.34", "pending")
