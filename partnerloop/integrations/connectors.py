@@ -376,12 +376,8 @@ def secrets_of(cipher: FieldCipher, connector: Connector) -> list[str]:
     return found
 
 
-def config_of(
-    session: Session, cipher: FieldCipher, connector: Connector, *, program: Program | None = None
-) -> ConnectorConfig:
-    """`program`: the connector's program, if the caller holds it already."""
-    if program is None or program.id != connector.program_id:
-        program = programs.get_or_raise(session, connector.program_id)
+def config_of(session: Session, cipher: FieldCipher, connector: Connector) -> ConnectorConfig:
+    program = programs.get_or_raise(session, connector.program_id)
     credentials: dict[str, str] = {}
     if connector.credentials_enc:
         credentials = json.loads(cipher.decrypt(connector.credentials_enc, field=CREDENTIALS_FIELD))

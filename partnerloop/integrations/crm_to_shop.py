@@ -39,12 +39,18 @@ from partnerloop.core.errors import DomainError
 from partnerloop.integrations import connectors, links, scheduled
 from partnerloop.integrations.crm import ChangesRead, CrmChange, Verdict
 from partnerloop.integrations.models import Connector, CrmLink
-from partnerloop.integrations.shop import Delivery, Unusable, WebhookRequest
+from partnerloop.integrations.shop import ConnectorConfig, Delivery, Unusable, WebhookRequest
 from partnerloop.integrations.writeback import WritingShop
 from partnerloop.orders.models import Conversion, Customer
 from partnerloop.sync import service as sync
 from partnerloop.sync.models import InboundEvent, OutboxMessage
-from partnerloop.sync.worker import InboundHandler, Outcome, RejectEvent, RemoteDeliverer
+from partnerloop.sync.worker import (
+    InboundHandler,
+    Outcome,
+    RejectEvent,
+    RemoteDeliverer,
+    per_pass,
+)
 
 log = logging.getLogger("partnerloop.crm_to_shop")
 
@@ -185,11 +191,9 @@ def make_deliverer(
 ) -> RemoteDeliverer:
     client = client_factory()
 
-    def deliver(message: OutboxMessage, payload: dict[str, Any]) -> Outcome:
-        now = clock()
-        customer_id = str(payload.get("customer_id", ""))
+    def shop_of(connector_id: str) -> tuple[WritingShop, ConnectorConfig] | Outcome:
         with sessions() as session:
-            connector = session.get(Connector, message.destination_id)
+            connector = session.get(Connector, connector_id)
             if connector is None:
                 return Outcome(ok=False, error="the shop connector was deleted", permanent=True)
             shop = shops.get(connector.kind)
@@ -199,12 +203,25 @@ def make_deliverer(
                     error=f"a {connector.kind} shop cannot be written back to",
                     permanent=True,
                 )
+            return shop, connectors.config_of(session, cipher, connector)
+
+    def deliver(message: OutboxMessage, payload: dict[str, Any]) -> Outcome:
+        now = clock()
+        customer_id = str(payload.get("customer_id", ""))
+        connector_id = message.destination_id
+        # Read once per pass of the worker over its claimed messages (three reads per
+        # message before); a change made meanwhile counts from the next pass.
+        found = per_pass((DESTINATION_KIND, connector_id), lambda: shop_of(connector_id))
+        if isinstance(found, Outcome):
+            return found
+        shop, config = found
+        with sessions() as session:
             customer = session.get(Customer, customer_id)
             if customer is None or not customer.external_id:
                 return Outcome(ok=True, response="the customer has no account at the shop")
             shop_customer_id = customer.external_id
         token = random_secrets.token_hex(8)
-        if not links.lease(sessions, connector.id, customer_id, token, now):
+        if not links.lease(sessions, connector_id, customer_id, token, now):
             return Outcome(
                 ok=False,
                 error="another write-back of this customer is in flight",
@@ -220,14 +237,11 @@ def make_deliverer(
                     )
                 )
                 values = links.merged_values(cipher, rows)
-                config = connectors.config_of(
-                    session, cipher, session.get_one(Connector, connector.id)
-                )
             return shop.write_customer(
                 client, config=config, customer_id=shop_customer_id, values=values, now=now
             )
         finally:
-            links.release(sessions, connector.id, customer_id, token, None)
+            links.release(sessions, connector_id, customer_id, token, None)
 
     return deliver
 

@@ -9,6 +9,7 @@ after a fix it is replayed through the API and comes through here again.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session
@@ -28,9 +29,8 @@ from partnerloop.orders import snapshots
 from partnerloop.orders.snapshots import Cancellation, CustomerFacts, OrderSnapshot, RefundFacts
 from partnerloop.privacy import service as privacy
 from partnerloop.privacy.service import PrivacyFacts
-from partnerloop.programs import service as programs
 from partnerloop.sync.models import InboundEvent
-from partnerloop.sync.worker import InboundHandler, RejectEvent
+from partnerloop.sync.worker import InboundHandler, RejectEvent, per_pass
 
 KIND = connectors.INBOUND_KIND
 
@@ -96,30 +96,43 @@ def apply_events(
     return outcomes
 
 
+@dataclass(frozen=True)
+class _Shop:
+    """What processing a shop's events needs of its connector."""
+
+    kind: str
+    config: ConnectorConfig
+
+
+def _shop_of(session: Session, cipher: FieldCipher, connector_id: str) -> _Shop | None:
+    try:
+        connector = connectors.get_or_raise(session, connector_id)
+    except DomainError:
+        return None
+    return _Shop(connector.kind, connectors.config_of(session, cipher, connector))
+
+
 def make_handler(cipher: FieldCipher, shops: Mapping[str, ShopConnector]) -> InboundHandler:
     def handle(session: Session, event: InboundEvent, payload: str, now: datetime) -> None:
         connector_id = connectors.connector_id_of(event.source)
         if connector_id is None or event.program_id is None:
             raise RejectEvent(f"not a connector event: {event.source}")
-        try:
-            connector = connectors.get_or_raise(session, connector_id)
-        except DomainError:
-            raise RejectEvent(f"connector {connector_id} no longer exists") from None
-        shop = shops.get(connector.kind)
+        # Read once per pass of the worker over its claimed events (one read of the
+        # connector per event before); a change made meanwhile counts from the next.
+        found = per_pass((KIND, connector_id), lambda: _shop_of(session, cipher, connector_id))
+        if found is None:
+            raise RejectEvent(f"connector {connector_id} no longer exists")
+        shop = shops.get(found.kind)
         if shop is None:
-            raise RejectEvent(f"no shop connector of kind {connector.kind!r} in this version")
-        # Held for the whole job: applying an order reads the program again, and the
-        # session's identity map keeps only objects someone holds (it was a SELECT).
-        program = programs.get_or_raise(session, connector.program_id)
-        config = connectors.config_of(session, cipher, connector, program=program)
+            raise RejectEvent(f"no shop connector of kind {found.kind!r} in this version")
         try:
-            events = shop.normalise(event.topic, payload.encode(), config=config)
+            events = shop.normalise(event.topic, payload.encode(), config=found.config)
             apply_events(
                 session,
                 cipher,
-                config=config,
+                config=found.config,
                 program_id=event.program_id,
-                kind=connector.kind,
+                kind=found.kind,
                 events=events,
                 now=now,
             )

@@ -84,8 +84,9 @@ _PASS: ContextVar[dict[Hashable, Any] | None] = ContextVar("partnerloop_worker_p
 
 @contextmanager
 def one_pass() -> Iterator[None]:
-    """The scope of `per_pass`: one pass of the worker over the outbox messages it
-    claimed together, the local ones (the fan-out), then the remote ones."""
+    """The scope of `per_pass`: one pass of the worker over the jobs it claimed
+    together: the inbound events; the outbox's local messages (the fan-out); its
+    remote ones."""
     token = _PASS.set({})
     try:
         yield
@@ -234,7 +235,8 @@ class Worker:
         """One pass over everything due. Returns how many jobs it ran."""
         done = self._run_periodic()
         inbound = self._claim(InboundEvent)
-        self._run_together(InboundEvent, inbound, self._inbound_body)
+        with one_pass():
+            self._run_together(InboundEvent, inbound, self._inbound_body)
         claimed = self._claim(OutboxMessage)
         local, singles, batches = self._group(claimed)
         with one_pass():

@@ -19,8 +19,9 @@ import httpx
 import pytest
 
 from partnerloop.core.clock import utcnow
-from partnerloop.integrations import crm_to_shop
-from partnerloop.integrations.models import CrmLink
+from partnerloop.core.db import transaction
+from partnerloop.integrations import connectors, crm_to_shop
+from partnerloop.integrations.models import Connector, CrmLink
 from partnerloop.integrations.registry import POLLING_CRMS, WRITING_SHOPS
 from partnerloop.sync.models import OutboxMessage
 from partnerloop.sync.worker import Worker
@@ -204,6 +205,42 @@ def test_a_late_older_change_does_not_overwrite_a_newer_one(server: Server) -> N
     with server.runtime.sessions() as db:
         messages = db.query(OutboxMessage).filter_by(destination_id=shop["id"]).all()
     assert len(messages) == 1  # the late event changed nothing: nothing queued
+
+
+def test_shop_credentials_changed_between_two_passes_are_used_by_the_second(
+    server: Server,
+) -> None:
+    # The worker reads a shop connector once per pass over its write-backs; the
+    # next pass must use what changed in between (a new access token).
+    hubspot = ScriptedServer([], then=hubspot_answer("john@example.com"))
+    shopify = ScriptedServer([], then=shopify_customer(""))
+    clock = Clock()
+    with hubspot.running(), shopify.running(), server.client() as api:
+        _, shop, crm = loop(api, shopify.url, hubspot.url)
+        buy(api, server, shop, clock)
+        running = worker(server.runtime, clock)
+        now_ms = int(time.time() * 1000)
+        send_hubspot(api, crm, [property_change("lead", event_id=11, occurred_ms=now_ms)])
+        clock.catch_up()
+        running.drain()
+        with transaction(server.runtime.sessions) as db:
+            connectors.save_credentials(
+                server.runtime.cipher,
+                db.get_one(Connector, shop["id"]),
+                {"access_token": "shpat_rotated"},
+                now=utcnow(),
+            )
+        later = property_change("customer", event_id=12, occurred_ms=now_ms + 1000)
+        send_hubspot(api, crm, [later])
+        clock.catch_up()
+        running.drain()
+
+    puts = [r for r in shopify.received if r.method == "PUT" and r.path == CUSTOMER_PATH]
+    assert [r.headers["x-shopify-access-token"] for r in puts] == ["shpat_test", "shpat_rotated"]
+    assert [r.json()["customer"]["tags"] for r in puts] == [
+        "crm:lifecyclestage:lead",
+        "crm:lifecyclestage:customer",
+    ]
 
 
 def test_a_bad_signature_is_refused_and_nothing_is_stored(server: Server) -> None:

@@ -10,9 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 
 from partnerloop.core.clock import utcnow
+from partnerloop.core.db import transaction
+from partnerloop.integrations.models import Connector
 from partnerloop.integrations.shop import ConnectorConfig, WebhookRequest
 from partnerloop.integrations.shopify.connector import CONNECTOR
 from partnerloop.privacy.models import PrivacyRequest
@@ -351,6 +353,29 @@ def test_app_uninstalled_is_accepted_and_changes_nothing(server: Server) -> None
         [event] = inbound_events(api, program["id"])
         assert event["state"] == "processed"
         assert orders_for(api, program["id"]) == []
+
+
+def test_a_connector_deleted_between_two_passes_of_one_worker_rejects_the_second_s_events(
+    server: Server,
+) -> None:
+    # The worker reads a shop connector once per pass over its events; the next
+    # pass must see what changed in between.
+    with server.client() as api:
+        program, connector = setup(api)
+        running = server.runtime.make_worker()
+        deliver(api, connector, "orders/paid", _body(paid_order(7001)), event_id="pass-1")
+        running.drain()
+        deliver(api, connector, "orders/paid", _body(paid_order(7002)), event_id="pass-2")
+        with transaction(server.runtime.sessions) as db:
+            db.execute(delete(Connector).where(Connector.id == connector["id"]))
+        running.drain()
+
+        events = {e["external_id"]: e for e in inbound_events(api, program["id"])}
+        recorded = [o["external_id"] for o in orders_for(api, program["id"])]
+
+    assert (events["pass-1"]["state"], events["pass-2"]["state"]) == ("processed", "rejected")
+    assert events["pass-2"]["last_error"] == f"connector {connector['id']} no longer exists"
+    assert recorded == ["7001"]
 
 
 # --- attribution --------------------------------------------------------------------------
