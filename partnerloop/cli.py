@@ -27,7 +27,7 @@ from partnerloop.core.money import format_amount
 from partnerloop.core.settings import SETTINGS_DOC, Settings, SettingsError, ensure_secret_key
 from partnerloop.runtime import Runtime, build_runtime
 from partnerloop.simulator import command as simulate_command
-from partnerloop.web.clickserver import CLICK_SOCKET_ENV, ClickStoreProcess
+from partnerloop.web.store import STORE_SOCKET_ENV, StoreProcess
 
 app = typer.Typer(
     help="partnerloop: self-hosted affiliate platform. Settings come from PARTNERLOOP_* "
@@ -147,7 +147,7 @@ def serve(
         int,
         typer.Option(
             min=1,
-            help="Server processes sharing the port (all sending clicks to one click store "
+            help="Server processes sharing the port (all sending clicks and webhooks to one store "
             "process; on SQLite each with its own in-process worker). 1 is right for most "
             "machines.",
         ),
@@ -167,7 +167,7 @@ def serve(
         "forwarded_allow_ips": "*" if settings.trust_forwarded_for else None,
     }
     common = {"host": host, "port": port, "log_level": settings.log_level, "access_log": False}
-    with _click_store(settings) as store:
+    with _store(settings) as store:
         if workers == 1:
             from partnerloop.web.app import create_app
 
@@ -176,7 +176,7 @@ def serve(
             return
         runtime.close()  # each worker process builds its own
         if store is not None:  # every worker process sends its clicks to the one store
-            os.environ[CLICK_SOCKET_ENV] = str(store.socket_path)
+            os.environ[STORE_SOCKET_ENV] = str(store.socket_path)
         uvicorn.run(
             "partnerloop.web.asgi:app_from_environment",
             factory=True,
@@ -187,10 +187,10 @@ def serve(
 
 
 @contextmanager
-def _click_store(settings: Settings) -> Iterator[ClickStoreProcess | None]:
-    """The click store for the server run inside (see _start_click_store), stopped
+def _store(settings: Settings) -> Iterator[StoreProcess | None]:
+    """The store for the server run inside (see _start_store), stopped
     after it: once the redirects have drained, so their clicks go in."""
-    store = _start_click_store(settings)
+    store = _start_store(settings)
     # uvicorn shuts down on SIGTERM, then raises it again with the handler it found:
     # this one, so the store is stopped in order and the command exits 0.
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -202,16 +202,16 @@ def _click_store(settings: Settings) -> Iterator[ClickStoreProcess | None]:
             store.stop()
 
 
-def _start_click_store(settings: Settings) -> ClickStoreProcess | None:
-    """serve's click store process (PARTNERLOOP_CLICK_WRITER=process), or None when
+def _start_store(settings: Settings) -> StoreProcess | None:
+    """serve's store process (clicks and webhooks) (PARTNERLOOP_CLICK_WRITER=process), or None when
     each server process writes its clicks from a thread."""
     in_memory = settings.database_url in ("sqlite://", "sqlite:///:memory:")
     if settings.click_writer != "process" or in_memory:  # a memory database is one process's
         return None
     try:
-        store = ClickStoreProcess()  # its socket's directory, under the temp dir
+        store = StoreProcess()  # its socket's directory, under the temp dir
     except OSError as error:
-        err.print(f"[red]Cannot create the click store's socket directory: {error}[/red]")
+        err.print(f"[red]Cannot create the store's socket directory: {error}[/red]")
         raise typer.Exit(1) from None
     try:
         store.start()
@@ -260,7 +260,7 @@ def demo(
     logs.configure(settings.log_level)
     initialise(settings)
     runtime = _runtime(settings)
-    with _click_store(settings) as store:  # as serve does
+    with _store(settings) as store:  # as serve does
         run_demo(
             runtime,
             host=host,

@@ -4,7 +4,7 @@ answered only after the commit that holds its write.
 A commit costs an fsync (SQLite `synchronous=FULL`, PostgreSQL's WAL flush), a
 few milliseconds on ordinary disks; one commit per request caps a server at a
 few hundred writes a second however fast the rest is. The store
-(web/clickserver.py) gathers what arrives while it commits and writes it with
+(web/store.py) gathers what arrives while it commits and writes it with
 `commit_together` in one transaction, so at low traffic a write waits for one
 small commit and at high traffic a commit carries hundreds.
 

@@ -1,4 +1,4 @@
-"""The redirect's side of the click store (web/clickserver.py): every redirect
+"""The redirect's side of the click store (web/store.py): every redirect
 waits until its click is committed, but many redirects share one commit (the
 connection and its framing: web/storelink.py).
 
@@ -14,12 +14,12 @@ from pathlib import Path
 from partnerloop.runtime import Runtime
 from partnerloop.tracking.service import ClickRecord
 from partnerloop.web import metrics
-from partnerloop.web.clickserver import EPOCH, link_in_thread, link_to
+from partnerloop.web.store import EPOCH, link_in_thread, link_to
 from partnerloop.web.storelink import CLICKS, StoreLink
 
 
 def encode(click: ClickRecord) -> tuple:  # type: ignore[type-arg]
-    """A click as a plain tuple marshal can carry (clickserver.decode_click)."""
+    """A click as a plain tuple marshal can carry (store.decode_click)."""
     moment = click.created_at - EPOCH
     micros = (moment.days * 86_400 + moment.seconds) * 1_000_000 + moment.microseconds
     return (*click[:4], micros, *click[5:])

@@ -27,10 +27,10 @@ from partnerloop.integrations.shop import Answer, WebhookRequest
 from partnerloop.runtime import Runtime
 from partnerloop.web import hookstore, metrics, problems
 from partnerloop.web.api.common import ERRORS, Problem
-from partnerloop.web.clickserver import link_in_thread, link_to
 from partnerloop.web.deps import RuntimeDep, wake_worker
 from partnerloop.web.hookstore import Hook
 from partnerloop.web.redirect import Receive, Scope, Send
+from partnerloop.web.store import link_in_thread, link_to
 from partnerloop.web.storelink import WEBHOOKS, OnAnswer, StoreLink
 
 log = logging.getLogger("partnerloop.hooks")
@@ -45,7 +45,7 @@ class HookAccepted(BaseModel):
 
 
 class HookWriter:
-    """Sends webhooks to the store (web/clickserver.py, which verifies and stores
+    """Sends webhooks to the store (web/store.py, which verifies and stores
     them: web/hookstore.py) and turns its outcomes into answers."""
 
     def __init__(self, link: StoreLink) -> None:

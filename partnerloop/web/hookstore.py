@@ -1,4 +1,4 @@
-"""Webhooks in the store (web/clickserver.py): verified and written to the inbox
+"""Webhooks in the store (web/store.py): verified and written to the inbox
 in batches, one transaction per batch, in the store's process.
 
 The HTTP side (web/hooks.py) reads the request and sends it here as a tuple

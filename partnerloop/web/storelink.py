@@ -1,4 +1,4 @@
-"""The web process's side of the store (web/clickserver.py): a request hands its
+"""The web process's side of the store (web/store.py): a request hands its
 write (a click, a webhook) to the store and waits until the store says it is
 committed; many requests share one commit.
 

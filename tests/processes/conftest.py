@@ -195,7 +195,7 @@ def click_stores(parent: int) -> list[int]:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"partnerloop.web.clickserver" in command and alive(pid):
+        if b"partnerloop.web.store" in command and alive(pid):
             found.append(pid)
     return found
 

@@ -1,4 +1,4 @@
-"""`partnerloop serve`'s store process (web/clickserver.py): killed, it is
+"""`partnerloop serve`'s store process (web/store.py): killed, it is
 started again and no answered click or webhook is lost or doubled meanwhile; it
 goes when serve goes, however serve goes."""
 
@@ -113,7 +113,7 @@ def test_a_killed_click_store_is_restarted_and_no_answered_click_is_lost(
     restarted = click_stores(serve.pid)
     assert len(restarted) == 1, serve.describe()
     assert restarted != stores
-    assert "the click store stopped" in serve.output()
+    assert "the store stopped" in serve.output()
     # Every click id a shopper was given is stored, once; nothing else is.
     assert len(set(handed_out)) == len(handed_out)
     assert _stored(observer, code) == set(handed_out)
@@ -171,7 +171,7 @@ def test_webhooks_sent_while_the_store_is_down_are_503_and_stored_once_when_sent
     assert sorted(stored) == sorted(f"down-{m}" for m in answers)
 
 
-def test_serve_workers_share_one_click_store(
+def test_serve_workers_share_one_store(
     backend: Backend,
     quiet_queue: Runtime,
     observer: sessionmaker[Session],

@@ -21,8 +21,8 @@ from partnerloop.tracking import service as tracking
 from partnerloop.tracking.models import Click
 from partnerloop.tracking.service import ClickRecord, LinkTarget
 from partnerloop.web import metrics
-from partnerloop.web.clickserver import ClickServer, listen
 from partnerloop.web.clickwriter import ClickWriter
+from partnerloop.web.store import Store, listen
 from partnerloop.web.storelink import CLICKS, FRAME_HEAD, MAX_PAYLOAD
 from tests.factories.affiliates import unique_email
 from tests.factories.programs import create_program
@@ -243,7 +243,7 @@ def _store_thread(runtime: Runtime, path: Path) -> tuple[threading.Event, thread
     """A click store listening at `path`, as serve's process runs it, in a thread."""
     listener = listen(path)
     stop = threading.Event()
-    server = ClickServer(runtime.engine, runtime.cipher, batch_max=100)
+    server = Store(runtime.engine, runtime.cipher, batch_max=100)
 
     def run() -> None:
         try:
@@ -259,7 +259,7 @@ def _store_thread(runtime: Runtime, path: Path) -> tuple[threading.Event, thread
 def test_a_peer_sending_garbage_is_hung_up_on_and_the_others_go_on(runtime: Runtime) -> None:
     target = _target(runtime)
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "clicks.sock"
+        path = Path(directory) / "store.sock"
         stop, thread = _store_thread(runtime, path)
         try:
             garbage = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -293,7 +293,7 @@ def test_without_a_store_clicks_are_answered_false_and_then_it_reconnects(
 ) -> None:
     target = _target(runtime)
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "clicks.sock"
+        path = Path(directory) / "store.sock"
         writer = ClickWriter.to_socket(path)
         stop, thread = _store_thread(runtime, path)
 

@@ -13,9 +13,9 @@ from partnerloop.core.db import make_engine
 from partnerloop.core.errors import DomainError
 from partnerloop.integrations.shop import WebhookRequest
 from partnerloop.runtime import Runtime
-from partnerloop.web.clickserver import link_in_thread
 from partnerloop.web.hooks import HookWriter
 from partnerloop.web.hookstore import Hook
+from partnerloop.web.store import link_in_thread
 from partnerloop.web.storelink import WEBHOOKS
 from tests.support import aio
 

@@ -11,7 +11,7 @@ their connector's secrets and sealed here too (web/hookstore.py), so all the
 HTTP process does for one is read it, send it and answer.
 
 Where it runs is the point (benchmarks/RESULTS.md): `partnerloop serve` starts
-it as a process of its own (`python -m partnerloop.web.clickserver`), so
+it as a process of its own (`python -m partnerloop.web.store`), so
 preparing rows (IP encrypted, user agent classified; a webhook verified,
 deflated and encrypted), inserting and committing take no turns at the HTTP
 process's interpreter lock; in one process the redirects and the writer each ran
@@ -60,11 +60,11 @@ from partnerloop.web.storelink import (
     StoreLink,
 )
 
-log = logging.getLogger("partnerloop.clicks")
+log = logging.getLogger("partnerloop.store")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # How `serve --workers N` tells its server processes where the store listens.
-CLICK_SOCKET_ENV = "PARTNERLOOP_CLICK_SOCKET"
+STORE_SOCKET_ENV = "PARTNERLOOP_STORE_SOCKET"
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -104,7 +104,7 @@ _Arrived = tuple[list[_Batch], list[_Hooks]]
 _Done = list[tuple[_Peer, int, bool, bytes]]
 
 
-class ClickServer:
+class Store:
     def __init__(self, engine: Engine, cipher: FieldCipher, *, batch_max: int) -> None:
         self._engine = engine
         self._cipher = cipher
@@ -348,7 +348,7 @@ def link_in_thread(
     link: StoreLink
 
     def open_socket() -> socket.socket:
-        sock, thread = ClickServer.in_thread(engine, cipher, batch_max=batch_max)
+        sock, thread = Store.in_thread(engine, cipher, batch_max=batch_max)
         link.threads.append(thread)
         return sock
 
@@ -366,22 +366,22 @@ def listen(path: Path) -> socket.socket:
     return listener
 
 
-class ClickStoreProcess:
-    """`partnerloop serve`'s click store as a child process, kept running: if it
+class StoreProcess:
+    """`partnerloop serve`'s store as a child process, kept running: if it
     dies it is started again (the redirects meanwhile answer without a click
     id, and reconnect on their next click)."""
 
     def __init__(self) -> None:
         # A directory only this user can enter holds the socket (see the module doc).
-        self._directory = Path(tempfile.mkdtemp(prefix="partnerloop-clicks-"))
-        self.socket_path = self._directory / "clicks.sock"
+        self._directory = Path(tempfile.mkdtemp(prefix="partnerloop-store-"))
+        self.socket_path = self._directory / "store.sock"
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
 
     def start(self) -> None:
         self._process = self._spawn()
-        self._monitor = threading.Thread(target=self._watch, name="click-store-watch", daemon=True)
+        self._monitor = threading.Thread(target=self._watch, name="store-watch", daemon=True)
         self._monitor.start()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
@@ -389,7 +389,7 @@ class ClickStoreProcess:
             [
                 sys.executable,
                 "-m",
-                "partnerloop.web.clickserver",
+                "partnerloop.web.store",
                 "--socket",
                 str(self.socket_path),
             ],
@@ -401,7 +401,7 @@ class ClickStoreProcess:
         if line.strip() != b"ready":
             process.wait()
             raise RuntimeError(
-                f"the click store did not start (exit code {process.returncode}); its log says why"
+                f"the store did not start (exit code {process.returncode}); its log says why"
             )
         return process
 
@@ -412,12 +412,12 @@ class ClickStoreProcess:
             code = process.wait()
             if self._stopping.is_set():
                 return
-            log.error("the click store stopped (exit code %s); starting it again", code)
+            log.error("the store stopped (exit code %s); starting it again", code)
             while not self._stopping.wait(1.0):
                 try:
                     process = self._spawn()
                 except (OSError, RuntimeError):
-                    log.exception("could not start the click store; trying again")
+                    log.exception("could not start the store; trying again")
                     continue
                 self._process = process
                 if self._stopping.is_set():  # stop() came while it was starting
@@ -442,7 +442,7 @@ class ClickStoreProcess:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The click store as a process: `python -m partnerloop.web.clickserver
+    """The store as a process: `python -m partnerloop.web.store
     --socket PATH`, with the same PARTNERLOOP_* environment as `serve`. It says
     `ready` on stdout once it listens; it ends on SIGTERM (committing what has
     arrived) or when its parent process is gone."""
@@ -450,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     from partnerloop.core.db import make_engine
     from partnerloop.core.settings import Settings, load_old_secret_keys, load_secret_key
 
-    parser = argparse.ArgumentParser(prog="python -m partnerloop.web.clickserver")
+    parser = argparse.ArgumentParser(prog="python -m partnerloop.web.store")
     parser.add_argument("--socket", required=True, type=Path, help="Unix socket to listen on")
     args = parser.parse_args(argv)
     parent = os.getppid()
@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     listener = listen(args.socket)
     print("ready", flush=True)  # the parent waits for this line
     try:
-        ClickServer(engine, cipher, batch_max=settings.click_batch_max).serve(
+        Store(engine, cipher, batch_max=settings.click_batch_max).serve(
             stop=stop, listener=listener, parent_pid=parent
         )
     finally:
