@@ -4,7 +4,6 @@ signed mixed together; and the batch commit itself, driven directly."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from partnerloop.web.app import create_app
 from tests.conftest import Server
 from tests.factories.connectors import hook_path
 from tests.factories.shopify import deliver, paid_order, setup, sign
+from tests.support import aio
 from tests.sync.test_worker import _clean
 
 __all__ = ["_clean"]  # autouse: the test-kind events stored here must not reach other tests
@@ -222,4 +222,4 @@ def test_an_app_called_from_a_new_event_loop_per_request_answers_every_webhook(
     # first loop's connection to the store)
     assert [(a.status_code, a.json()["status"]) for a in answers] == [(200, "accepted")] * 3
     assert _events(server.runtime, connector["id"]) == Counter({f"loop-{n}": 1 for n in range(3)})
-    asyncio.run(app.api.state.hook_writer.close())  # its store thread ends too
+    aio.run(app.api.state.hook_writer.close)  # its store thread ends too
