@@ -57,6 +57,9 @@ def lower_database_sessions(engine: Engine, nice: int) -> bool:
                 told = True
                 log.info("database sessions keep their priority: %s", error.strerror)
 
+    # Connections already in the pool (the runtime reads settings as it starts)
+    # were made before the listener: closed, so each is made again through it.
+    engine.dispose()
     return True
 
 

@@ -25,6 +25,8 @@ def test_each_new_session_of_a_local_server_gets_the_nice_value(
         return
     engine = create_engine(backend.database_url, pool_size=2)
     try:
+        with engine.connect() as early:  # pooled before: the runtime connects as it starts
+            early.execute(text("SELECT 1"))
         caplog.set_level(logging.INFO, logger="partnerloop.worker")
         assert priority.lower_database_sessions(engine, 7)
         pids = set()
