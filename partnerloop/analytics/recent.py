@@ -49,12 +49,14 @@ def statements(
     for (program_id, day, affiliate_id), amounts in sorted(daily.items()):
         if affiliate_id and any(amounts):
             per_affiliate.setdefault((program_id, affiliate_id), []).append((day, amounts))
+    # Keys in order, as the other rollups: two writers lock rows in the same order.
+    in_order = sorted(per_affiliate.items())
     found: list[tuple[str, Any]] = []
     round_ = 0
     while True:
         rows = [
             (program_id, affiliate_id, days[round_][0], *days[round_][1])
-            for (program_id, affiliate_id), days in per_affiliate.items()
+            for (program_id, affiliate_id), days in in_order
             if round_ < len(days)
         ]
         if not rows:
