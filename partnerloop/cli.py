@@ -171,7 +171,9 @@ def serve(
         if workers == 1:
             from partnerloop.web.app import create_app
 
-            app_ = create_app(runtime, click_socket=store.socket_path if store else None)
+            app_ = create_app(
+                runtime, click_socket=store.socket_path if store else None, settle_heap=True
+            )
             uvicorn.run(app_, **common, **proxy)  # type: ignore[arg-type]
             return
         runtime.close()  # each worker process builds its own

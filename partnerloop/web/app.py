@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from partnerloop import __version__
+from partnerloop.core import heap
 from partnerloop.runtime import Runtime
 from partnerloop.sync.pacing import Pacer, share_of_nice
 from partnerloop.web import health, hooks, postback, problems
@@ -181,10 +182,16 @@ class PartnerloopApp:
 
 
 def create_app(
-    runtime: Runtime, *, run_worker: bool | None = None, click_socket: Path | None = None
+    runtime: Runtime,
+    *,
+    run_worker: bool | None = None,
+    click_socket: Path | None = None,
+    settle_heap: bool = False,
 ) -> PartnerloopApp:
     """The whole app. Clicks and webhooks go to the store at `click_socket` (serve's
-    own process) or, without one, to a store in a thread of this process."""
+    own process) or, without one, to a store in a thread of this process.
+    `settle_heap` is for the server process (`serve`): its startup's objects are
+    frozen out of the garbage collector's full passes (core/heap.py)."""
     writer = ClickWriter.to_socket(click_socket) if click_socket else ClickWriter.in_thread(runtime)
     in_process = runtime.settings.runs_worker_in_process if run_worker is None else run_worker
     # The in-process worker gives way while webhooks arrive (sync/pacing.py).
@@ -206,9 +213,12 @@ def create_app(
                 target=worker.run_forever, args=(stop,), name="worker", daemon=True
             )
             thread.start()
+        late_settle = heap.settle_now_and_later() if settle_heap else None
         try:
             yield {}
         finally:
+            if late_settle is not None:
+                late_settle.cancel()
             await writer.close()
             await hook_writer.close()
             stop.set()

@@ -20,5 +20,7 @@ def app_from_environment() -> PartnerloopApp:
     logs.configure(settings.log_level)
     socket_path = os.environ.get(STORE_SOCKET_ENV)
     return create_app(
-        build_runtime(settings), click_socket=Path(socket_path) if socket_path else None
+        build_runtime(settings),
+        click_socket=Path(socket_path) if socket_path else None,
+        settle_heap=True,
     )

@@ -43,6 +43,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from partnerloop.core import heap
 from partnerloop.core.checkpoint import WalCheckpointer
 from partnerloop.core.crypto import FieldCipher
 from partnerloop.core.db import run_atomically, write_lock
@@ -466,12 +467,15 @@ def main(argv: list[str] | None = None) -> int:
     # redirects have drained, so their last clicks still have somewhere to go.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     listener = listen(args.socket)
+    # No full collection's pause over startup's objects (core/heap.py).
+    late_settle = heap.settle_now_and_later()
     print("ready", flush=True)  # the parent waits for this line
     try:
         Store(engine, cipher, batch_max=settings.click_batch_max).serve(
             stop=stop, listener=listener, parent_pid=parent
         )
     finally:
+        late_settle.cancel()
         listener.close()
         engine.dispose()
         if os.getppid() != parent:
