@@ -912,15 +912,16 @@ def main() -> None:
         )
         return
 
+    wanted = [v for v in VARIANTS if v in args.variants.upper()]
+    if "S" not in wanted:
+        wanted.insert(0, "S")  # the reference the targets refer to
+    # Installed first, so that a fresh machine's first run measures with wrk too.
+    ensure_tools("N" in wanted, args.loadgen != "python")
     tool = args.loadgen
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "python"
     if tool == "python":
         log("load generator: the asyncio fallback (wrk not found or --loadgen python)")
-    wanted = [v for v in VARIANTS if v in args.variants.upper()]
-    if "S" not in wanted:
-        wanted.insert(0, "S")  # the reference the targets refer to
-    ensure_tools("N" in wanted, args.loadgen != "python")
     if "N" in wanted and not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
         log("nginx is not installed and could not be: skipping N")
         wanted.remove("N")
