@@ -237,6 +237,7 @@ def worker() -> None:
     logs.configure(settings.log_level)
     if settings.worker_nice:
         os.nice(settings.worker_nice)
+        priority.lower_own_autogroup(settings.worker_nice)
     runtime = _runtime(settings)
     priority.lower_database_sessions(runtime.engine, settings.worker_nice)
     stop = threading.Event()

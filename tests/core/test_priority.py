@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,33 @@ def test_a_server_on_another_machine_or_nice_zero_is_left_alone() -> None:
     local = create_engine("postgresql+psycopg://u@127.0.0.1/x")
     assert not priority.lower_database_sessions(remote, 10)
     assert not priority.lower_database_sessions(local, 0)
+
+
+AUTOGROUP_PROBE = """
+import sys
+from partnerloop.core import priority
+changed = priority.lower_own_autogroup(int(sys.argv[1]))
+print(changed, open("/proc/self/autogroup").read().split()[-1])
+"""
+
+
+@pytest.mark.skipif(not priority.AUTOGROUP.exists(), reason="this kernel has no autogroups")
+@pytest.mark.parametrize("own_session", [True, False], ids=["session-leader", "shared-session"])
+def test_a_worker_leading_its_own_session_lowers_its_scheduling_group(own_session: bool) -> None:
+    # When a process calls it in a session of its own, or in this test's session
+    done = subprocess.run(
+        [sys.executable, "-c", AUTOGROUP_PROBE, "6"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=own_session,
+        check=True,
+    )
+    # Then only the session leader's group (its own) gets the nice value
+    ours = priority.AUTOGROUP.read_text().split()[-1]
+    assert done.stdout.split() == (["True", "6"] if own_session else ["False", ours])
+    assert priority.AUTOGROUP.read_text().split()[-1] == ours  # this session's group untouched
+
+
+def test_nice_zero_leaves_the_group_alone() -> None:
+    assert not priority.lower_own_autogroup(0)
