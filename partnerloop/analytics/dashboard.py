@@ -184,7 +184,7 @@ def _orders(figures: Mapping[str, ColumnElement[Any]]) -> dict[str, ColumnElemen
     """What each sort orders by, given the period's figures as columns."""
     return {
         "revenue": figures["revenue_minor"],
-        # EARNED_STATES
+        # Earned commission, as EARNED_STATES: pending + approved + paid.
         "commission": figures["commission_pending_minor"]
         + figures["commission_approved_minor"]
         + figures["commission_paid_minor"],
@@ -266,7 +266,11 @@ def top_affiliates(
         return AffiliatePage(rows=[], offset=offset, limit=limit)
     sort = check_sort(sort)
     page = {"program_id": program_id, "limit": limit + 1, "offset": offset}
-    if recent.covers(session, program_id=program_id, first=period.first, last=period.last):
+    # Only a period as long as the window can be read from it: others skip the check.
+    in_window = period.days == recent.WINDOW_DAYS and recent.covers(
+        session, program_id=program_id, first=period.first, last=period.last
+    )
+    if in_window:
         rows = list(session.execute(_recent_ranking(sort), page))
     else:
         without_parallel_workers(session)
