@@ -881,13 +881,14 @@ def run_partnerloop(
 
 
 def profile(proc: Proc, args: argparse.Namespace, workdir: Path) -> subprocess.Popen[bytes]:
-    """py-spy on a server or worker for the load's duration: collapsed stacks to
-    --profile DIR (summarise with --summarise FILE)."""
+    """py-spy on a server (with its store) or worker for the load's duration:
+    collapsed stacks to --profile DIR (summarise with --summarise FILE)."""
     args.profile.mkdir(parents=True, exist_ok=True)
     out = args.profile / f"{proc.name}-{int(time.time())}.txt"
     spy = str(Path(sys.executable).parent / "py-spy")
     command = [spy, "record", "--pid", str(proc.popen.pid), "--duration", str(int(args.duration))]
     command += ["--rate", "200", "--format", "raw", "--output", str(out), "--nonblocking"]
+    command += ["--subprocesses"]  # serve's store process too
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
