@@ -41,9 +41,14 @@ def test_settle_freezes_what_is_alive_and_collects_the_garbage_first() -> None:
 
 
 def test_the_later_freeze_takes_what_was_made_after_startup() -> None:
-    timer = heap.settle_now_and_later(delay=0.05)
-    at_startup = gc.get_freeze_count()
-    made_later = [[n] for n in range(5000)]
+    gc.disable()  # no collection of the test process's heap while the objects are made
+    try:
+        timer = heap.settle_now_and_later(delay=0.5)
+        at_startup = gc.get_freeze_count()
+        made_later = [[n] for n in range(5000)]
+        assert timer.is_alive()  # made before the later freeze, with time to spare
+    finally:
+        gc.enable()
     timer.join(timeout=5)
     assert gc.get_freeze_count() >= at_startup + len(made_later)
 
