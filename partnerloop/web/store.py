@@ -466,14 +466,13 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C reaches the whole process group: serve stops us (SIGTERM) once its
     # redirects have drained, so their last clicks still have somewhere to go.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    store = Store(engine, cipher, batch_max=settings.click_batch_max)
     listener = listen(args.socket)
-    # No full collection's pause over startup's objects (core/heap.py).
+    # Once the store is built: no full collection's pause over it (core/heap.py).
     late_settle = heap.settle_now_and_later()
     print("ready", flush=True)  # the parent waits for this line
     try:
-        Store(engine, cipher, batch_max=settings.click_batch_max).serve(
-            stop=stop, listener=listener, parent_pid=parent
-        )
+        store.serve(stop=stop, listener=listener, parent_pid=parent)
     finally:
         late_settle.cancel()
         listener.close()
