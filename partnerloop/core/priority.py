@@ -79,14 +79,25 @@ def lower_own_autogroup(nice: int, *, autogroup: Path = AUTOGROUP) -> bool:
     alone (its nice counts there). False when nothing was changed."""
     if nice <= 0 or os.getsid(0) != os.getpid():
         return False
+    current = autogroup_nice(autogroup)
+    if current is None or current >= nice:
+        return False
     try:
-        current = int(autogroup.read_text().split()[-1])  # "/autogroup-85 nice 0"
-        if current >= nice:
-            return False
         autogroup.write_text(str(nice))
-    except (OSError, ValueError, IndexError):  # no autogroups here, or not allowed
+    except OSError:  # not allowed
         return False
     return True
+
+
+def autogroup_nice(autogroup: Path = AUTOGROUP) -> int | None:
+    """The nice value of this process's scheduling group ("/autogroup-85 nice 0").
+    None when it has no group of its own: a kernel without autogroups, or a
+    process in the root group, whose file reads empty (pid 1 and what it starts
+    without a new session, as some CI sandboxes do)."""
+    try:
+        return int(autogroup.read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _is_postgres_backend(pid: int) -> bool:
