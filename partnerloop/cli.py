@@ -156,6 +156,8 @@ def serve(
     """Run the web server (API, redirects, postbacks). On SQLite it also runs the worker."""
     import uvicorn
 
+    from partnerloop.web.front import ClickFront
+
     settings = _settings()
     logs.configure(settings.log_level)
     runtime = _runtime(settings)  # checks the schema before anything listens
@@ -174,7 +176,7 @@ def serve(
             app_ = create_app(
                 runtime, click_socket=store.socket_path if store else None, settle_heap=True
             )
-            uvicorn.run(app_, **common, **proxy)  # type: ignore[arg-type]
+            uvicorn.run(app_, http=ClickFront, **common, **proxy)  # type: ignore[arg-type]
             return
         runtime.close()  # each worker process builds its own
         if store is not None:  # every worker process sends its clicks to the one store
@@ -183,6 +185,7 @@ def serve(
             "partnerloop.web.asgi:app_from_environment",
             factory=True,
             workers=workers,
+            http="partnerloop.web.front:ClickFront",
             **common,  # type: ignore[arg-type]
             **proxy,  # type: ignore[arg-type]
         )

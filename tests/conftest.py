@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,8 @@ from partnerloop.core.db import transaction
 from partnerloop.core.migrate import upgrade
 from partnerloop.core.settings import Settings
 from partnerloop.runtime import Runtime, build_runtime
-from partnerloop.web.app import create_app
+from partnerloop.web.app import PartnerloopApp, create_app
+from partnerloop.web.front import ClickFront
 
 PG_ADMIN_URL = os.environ.get(
     "PARTNERLOOP_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -127,12 +129,42 @@ class Server:
     url: str
     runtime: Runtime
     admin_key: str
+    app: PartnerloopApp
 
     def client(self, key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key or self.admin_key}"}
         return httpx.Client(
             base_url=self.url, headers=headers, timeout=30.0, follow_redirects=False
         )
+
+
+@contextmanager
+def serving(app: PartnerloopApp) -> Iterator[tuple[str, uvicorn.Server]]:
+    """A real uvicorn on 127.0.0.1 serving `app` as `partnerloop serve` runs it
+    (its HTTP front, web/front.py), in a thread: its base URL and the server."""
+    port = free_port()
+    config = uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        http=ClickFront,
+    )
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", uv
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -142,32 +174,13 @@ def server(runtime: Runtime) -> Iterator[Server]:
     Its in-process worker is off: tests run jobs with `drain(runtime)` so they
     decide when work happens.
     """
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(runtime, run_worker=False),  # type: ignore[arg-type]
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("test server did not start")
-        time.sleep(0.02)
-    with transaction(runtime.sessions) as db:
-        key = access.create(
-            db, name="tests", scope=Scope.admin, program_id=None, now=utcnow()
-        ).secret
-    try:
-        yield Server(url=f"http://127.0.0.1:{port}", runtime=runtime, admin_key=key)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
+    app = create_app(runtime, run_worker=False)
+    with serving(app) as (url, _):
+        with transaction(runtime.sessions) as db:
+            key = access.create(
+                db, name="tests", scope=Scope.admin, program_id=None, now=utcnow()
+            ).secret
+        yield Server(url=url, runtime=runtime, admin_key=key, app=app)
 
 
 @pytest.fixture

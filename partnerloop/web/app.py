@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,11 @@ def _wake(api: FastAPI) -> None:
         worker.wake()
 
 
+_CLICK_PREFIX = PREFIX.encode("ascii")
+# The lifespan state entry under which the HTTP front (web/front.py) finds the app.
+FRONT_STATE_KEY = "partnerloop.app"
+
+
 class PartnerloopApp:
     """ASGI entry point. By Host (web/hosts.py): on the installation's own hosts
     the click path /r/{code} goes to the hand-written redirect handler, a webhook
@@ -127,6 +132,32 @@ class PartnerloopApp:
         # header sent first settles it (not when X-Forwarded-Host may follow).
         self._known_raw = hosts.known_raw
         self._first_header_decides = not hosts.trusts_forwarded
+
+    def click_now(
+        self,
+        url: bytes,
+        headers: list[tuple[bytes, bytes]],
+        client: tuple[str, int] | None,
+        respond: Callable[[bytes], None],
+    ) -> bool:
+        """A GET of `url` answered without the ASGI round when it is the common
+        click: /r/{code} on a Host already seen to be the installation's, its link
+        cached (RedirectApp.click_now). False, with nothing done, for anything else."""
+        if not (url.startswith(_CLICK_PREFIX) and self._first_header_decides):
+            return False
+        for name, value in headers:
+            if name == b"host":  # the first decides, as in __call__
+                if value not in self._known_raw:
+                    return False
+                break
+        else:
+            return False  # no Host: the usual way decides
+        path, _, query = url.partition(b"?")
+        if b"%" in path or b"#" in query:  # escapes and fragments: the usual way decodes them
+            return False
+        return self.redirect.click_now(
+            path[len(_CLICK_PREFIX) :].decode("latin-1"), query, headers, client, respond
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -202,6 +233,9 @@ def create_app(
         else hooks.HookWriter.in_thread(runtime, on_traffic=pacer.busy)
     )
 
+    # What the lifespan hands to the server's protocols (the app, once built below).
+    front_state: dict[str, Any] = {}
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         stop = threading.Event()
@@ -215,7 +249,7 @@ def create_app(
             thread.start()
         late_settle = heap.settle_now_and_later() if settle_heap else None
         try:
-            yield {}
+            yield front_state
         finally:
             if late_settle is not None:
                 late_settle.cancel()
@@ -249,9 +283,11 @@ def create_app(
         api.include_router(module.router)
     # Versioned file names (htmx-2.0.4.min.js): safe to cache for long.
     api.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return PartnerloopApp(
+    whole = PartnerloopApp(
         api,
         RedirectApp(runtime, writer, LinkCache(runtime)),
         hooks.HookApp(runtime, hook_writer, wake=lambda: _wake(api)),
         HostRouting(runtime.settings, HostCache(runtime)),
     )
+    front_state[FRONT_STATE_KEY] = whole
+    return whole

@@ -9,13 +9,14 @@ click we do not have).
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from partnerloop.runtime import Runtime
 from partnerloop.tracking.service import ClickRecord
 from partnerloop.web import metrics
 from partnerloop.web.store import EPOCH, link_in_thread, link_to
-from partnerloop.web.storelink import CLICKS, StoreLink
+from partnerloop.web.storelink import CLICKS, Answer, StoreLink
 
 
 def encode(click: ClickRecord) -> tuple:  # type: ignore[type-arg]
@@ -60,6 +61,12 @@ class ClickWriter:
         """Queue a click and wait for its commit. False if it was not committed."""
         committed, _ = await self._link.submit(encode(click))
         return committed
+
+    def record_soon(self, click: ClickRecord) -> asyncio.Future[Answer] | None:
+        """Queue a click from a callback (the HTTP front, web/front.py): the future
+        of its answer, whose first item says committed. None, with nothing
+        queued, before the first `record` has connected to the store."""
+        return self._link.submit_soon(encode(click))
 
     async def close(self) -> None:
         """Wait for the clicks already sent to be answered, then disconnect (on shutdown)."""

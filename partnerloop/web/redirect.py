@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -47,7 +47,7 @@ class PreparedLink:
 
     def __init__(self, target: LinkTarget, *, secure_cookie: bool) -> None:
         self.target = target
-        self.cookie_name = f"pl_{target.program_id}"
+        self.cookie_name = f"pl_{target.program_id}".encode("latin-1")
         self.cookie_tail = (
             f"; Max-Age={target.cookie_days * 86400}; Path=/; HttpOnly; SameSite=Lax"
             + ("; Secure" if secure_cookie else "")
@@ -76,6 +76,14 @@ class LinkCache:
         self._entries: dict[str, tuple[float, PreparedLink | None]] = {}
         self._loading: dict[str, asyncio.Future[PreparedLink | None]] = {}
         self._limiter = anyio.CapacityLimiter(4)  # not behind the API's thread pool
+
+    def peek(self, code: str) -> PreparedLink | None:
+        """The link if it is cached and active; None when it is not cached or not
+        found (`get` loads it, or answers None again)."""
+        entry = self._entries.get(code)
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        return None
 
     async def get(self, code: str) -> PreparedLink | None:
         entry = self._entries.get(code)
@@ -110,10 +118,10 @@ class LinkCache:
 _WANTED = {b"user-agent", b"referer", b"cookie", b"x-forwarded-for"}
 
 
-def _headers(scope: Scope) -> dict[bytes, bytes]:
+def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     """The few request headers a click records (the first of each), undecoded."""
     found: dict[bytes, bytes] = {}
-    for name, value in scope.get("headers", ()):
+    for name, value in raw:
         if name in _WANTED and name not in found:
             found[name] = value
     return found
@@ -163,26 +171,48 @@ class RedirectApp:
                 send, 404, NOT_FOUND_PAGE, [(b"content-type", b"text/html; charset=utf-8")]
             )
             return
-        target = link.target
-
-        raw_query = scope.get("query_string", b"")
-        if raw_query:
-            query = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)
-            params = dict(query)
-            destination = target.destination_url
-            deep = params.get("url")
-            if deep:
-                # Click-time deep link: only to the program's own domains, never elsewhere.
-                destination = allowed_destination(deep, list(target.allowed_domains)) or destination
-            forwarded = [(k, v) for k, v in query if k not in _OWN_PARAMS and k != CLICK_PARAM]
-        else:  # the common click: the prepared answer applies
-            params, destination, forwarded = {}, target.destination_url, []
+        visit = _Visit(link, scope.get("query_string", b""))
         if method == "HEAD":  # link previews and checkers: answer, record nothing
-            await _redirect(send, _quoted(with_query(destination, forwarded)).encode(), None)
+            await _redirect(send, visit.untracked_location(), None)
             return
+        headers = _headers(scope.get("headers", ()))
+        click = self._click(visit, headers, scope.get("client"))
+        location, cookie = self._answer(visit, click, await self._writer.record(click))
+        await _redirect(send, location, cookie)
 
-        headers = _headers(scope)
-        presets = target.presets
+    def click_now(
+        self,
+        code: str,
+        raw_query: bytes,
+        raw_headers: Iterable[tuple[bytes, bytes]],
+        client: tuple[str, int] | None,
+        respond: Callable[[bytes], None],
+    ) -> bool:
+        """The common click (GET of a link already cached) without a coroutine, for
+        the HTTP front (web/front.py): queued for the store, and once it is
+        committed `respond` gets the 302's header lines. False, with nothing done,
+        when it is not that click; it then goes the usual way (serve)."""
+        link = self._cache.peek(code) if _CODE_RE.match(code) else None
+        if link is None:
+            return False
+        visit = _Visit(link, raw_query)
+        click = self._click(visit, _headers(raw_headers), client)
+        committed = self._writer.record_soon(click)
+        if committed is None:
+            return False
+
+        def committed_then(done: asyncio.Future[tuple[bool, object]]) -> None:
+            ok = not done.cancelled() and done.result()[0]
+            respond(_redirect_lines(*self._answer(visit, click, ok)))
+
+        committed.add_done_callback(committed_then)
+        return True
+
+    def _click(
+        self, visit: _Visit, headers: dict[bytes, bytes], client: tuple[str, int] | None
+    ) -> ClickRecord:
+        target = visit.link.target
+        presets, params = target.presets, visit.params
         if params or presets:
             preset = dict(presets)
             subs = tuple(
@@ -191,43 +221,75 @@ class RedirectApp:
             )
         else:
             subs = _NO_SUBS
-        cookie_name = link.cookie_name
-        click = ClickRecord(
+        return ClickRecord(
             id=tracking.new_click_id(),
             program_id=target.program_id,
             link_id=target.link_id,
             affiliate_id=target.affiliate_id,
             created_at=utcnow(),
-            ip=self._client_ip(scope, headers),
+            ip=self._client_ip(client, headers),
             user_agent=_text(headers.get(b"user-agent")),
             referrer=_text(headers.get(b"referer")),
-            landing_url=destination,
+            landing_url=visit.destination,
             subs=subs,  # type: ignore[arg-type]
-            is_unique=not _has_cookie(headers.get(b"cookie"), cookie_name.encode("latin-1")),
+            is_unique=not _has_cookie(headers.get(b"cookie"), visit.link.cookie_name),
         )
-        if await self._writer.record(click):
-            self._recorded.inc()
-            click_id = click.id.encode("ascii")
-            cookie = cookie_name.encode("latin-1") + b"=" + click_id + link.cookie_tail
-            if raw_query:
-                location = _quoted(
-                    with_query(destination, [*forwarded, (CLICK_PARAM, click.id)])
-                ).encode()
-            else:
-                location = link.location_head + click_id + link.location_tail
-            await _redirect(send, location, cookie)
-        else:
+
+    def _answer(
+        self, visit: _Visit, click: ClickRecord, committed: bool
+    ) -> tuple[bytes, bytes | None]:
+        """The redirect's location and cookie, once the click's commit is known."""
+        if not committed:
             # The database failed: still send the shopper on, but without a click id,
             # so nothing downstream refers to a click we do not have.
             self._unrecorded.inc()
-            await _redirect(send, _quoted(with_query(destination, forwarded)).encode(), None)
+            return visit.untracked_location(), None
+        self._recorded.inc()
+        link = visit.link
+        click_id = click.id.encode("ascii")
+        cookie = link.cookie_name + b"=" + click_id + link.cookie_tail
+        if visit.forwarded is None:  # the common click: the prepared answer applies
+            return link.location_head + click_id + link.location_tail, cookie
+        location = _quoted(
+            with_query(visit.destination, [*visit.forwarded, (CLICK_PARAM, click.id)])
+        )
+        return location.encode(), cookie
 
-    def _client_ip(self, scope: Scope, headers: dict[bytes, bytes]) -> str | None:
+    def _client_ip(self, client: tuple[str, int] | None, headers: dict[bytes, bytes]) -> str | None:
         forwarded = headers.get(b"x-forwarded-for")
         if self._trust_forwarded and forwarded:
             return forwarded.decode("latin-1").split(",")[0].strip()
-        client = scope.get("client")
         return client[0] if client else None
+
+
+class _Visit:
+    """Where one click goes: the link, the click's own query parameters, the
+    destination (a deep link when allowed) and the parameters passed on to it
+    (None for a click without a query: the prepared answer applies)."""
+
+    __slots__ = ("destination", "forwarded", "link", "params")
+
+    def __init__(self, link: PreparedLink, raw_query: bytes) -> None:
+        self.link = link
+        target = link.target
+        self.destination = target.destination_url
+        if not raw_query:
+            self.params: dict[str, str] = {}
+            self.forwarded: list[tuple[str, str]] | None = None
+            return
+        query = parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)
+        self.params = dict(query)
+        deep = self.params.get("url")
+        if deep:
+            # Click-time deep link: only to the program's own domains, never elsewhere.
+            self.destination = (
+                allowed_destination(deep, list(target.allowed_domains)) or self.destination
+            )
+        self.forwarded = [(k, v) for k, v in query if k not in _OWN_PARAMS and k != CLICK_PARAM]
+
+    def untracked_location(self) -> bytes:
+        """The destination without a click id (HEAD, or a click not stored)."""
+        return _quoted(with_query(self.destination, self.forwarded or [])).encode()
 
 
 _NO_SUBS = (None, None, None, None, None)
@@ -238,17 +300,28 @@ def _quoted(location: str) -> str:
     return quote(location, safe=_URL_SAFE)
 
 
+_REDIRECT_HEADERS = (
+    (b"cache-control", b"no-store"),
+    (b"referrer-policy", b"no-referrer-when-downgrade"),
+    (b"content-length", b"0"),
+)
+_REDIRECT_LINES = b"".join(name + b": " + value + b"\r\n" for name, value in _REDIRECT_HEADERS)
+
+
 async def _redirect(send: Send, location: bytes, cookie: bytes | None) -> None:
-    headers = [
-        (b"location", location),
-        (b"cache-control", b"no-store"),
-        (b"referrer-policy", b"no-referrer-when-downgrade"),
-        (b"content-length", b"0"),
-    ]
+    headers = [(b"location", location), *_REDIRECT_HEADERS]
     if cookie:
         headers.append((b"set-cookie", cookie))
     await send({"type": "http.response.start", "status": 302, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
+
+
+def _redirect_lines(location: bytes, cookie: bytes | None) -> bytes:
+    """The headers _redirect sends, as HTTP/1.1 header lines (the HTTP front's).
+    Both parts are ASCII without control characters: the location quoted, the
+    cookie of ids and fixed text."""
+    lines = b"location: " + location + b"\r\n" + _REDIRECT_LINES
+    return lines + b"set-cookie: " + cookie + b"\r\n" if cookie else lines
 
 
 async def _plain(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> None:

@@ -104,6 +104,20 @@ class StoreLink:
             self._move_to(loop)
         if self._transport is None and not await self._connect():
             return False, None
+        return await self._queue(loop, item, size)
+
+    def submit_soon(self, item: Any) -> asyncio.Future[Answer] | None:
+        """Queue a write as `submit` does, from a callback rather than a coroutine:
+        the future of its answer. None, with nothing queued, while this link has
+        no connection from the running loop (`submit` makes one)."""
+        loop = asyncio.get_running_loop()
+        if self._transport is None or loop is not self._loop:
+            return None
+        return self._queue(loop, item, 0)
+
+    def _queue(
+        self, loop: asyncio.AbstractEventLoop, item: Any, size: int
+    ) -> asyncio.Future[Answer]:
         done: asyncio.Future[Answer] = loop.create_future()
         if self._batch and self._batch_bytes + size > self._frame_budget:
             self._flush()  # the frame so far goes now; this item starts the next
@@ -115,7 +129,7 @@ class StoreLink:
             # about to handle in the same turn share the frame and the commit.
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        return await done
+        return done
 
     def _move_to(self, loop: asyncio.AbstractEventLoop) -> None:
         """Serve writes from `loop` from now on. The connection lives on the loop

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,14 +15,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from partnerloop.core.settings import Settings, SettingsError
 from partnerloop.runtime import Runtime
 from partnerloop.tracking.models import Click
 from partnerloop.web.app import create_app
-from tests.conftest import Server, free_port
+from tests.conftest import Server, serving
 from tests.factories.affiliates import create_affiliate_api
 from tests.factories.programs import create_program_api
 from tests.factories.tracking import BROWSER_UA, create_link_api
@@ -312,27 +310,9 @@ def proxied(server: Server) -> Iterator[Server]:
         trust_forwarded_for=True,
     )
     runtime: Runtime = dataclasses.replace(server.runtime, settings=settings)
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(runtime, run_worker=False),  # type: ignore[arg-type]
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-    )
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        assert time.monotonic() < deadline, "proxied server did not start"
-        time.sleep(0.02)
-    try:
-        yield Server(url=f"http://127.0.0.1:{port}", runtime=runtime, admin_key=server.admin_key)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
+    app = create_app(runtime, run_worker=False)
+    with serving(app) as (url, _):
+        yield Server(url=url, runtime=runtime, admin_key=server.admin_key, app=app)
 
 
 def test_behind_a_proxy_the_forwarded_host_decides(server: Server, proxied: Server) -> None:
