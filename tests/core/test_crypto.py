@@ -301,6 +301,32 @@ def test_a_tampered_deflated_token_fails_to_decrypt() -> None:
         cipher.decrypt(token, field="another.field")
 
 
+# LONG_JSON under OLD_KEY as partnerloop wrote it before ISA-L (zlib.compress, level 1,
+# commit 8303596): stored payloads of that time must keep opening.
+ZLIB_TOKEN = (
+    "z1.ad0e117f.wikjCBM_50S5r7riehmby3KXQv-3q3Az5rsH-MUN36KWhhJgPIBgsfJERynoH7eq50-7"
+    "YWQGVupeS0FZLgqk4-tPEaBRysT2gCZbXxShnhNvK8Z-41WY1_a1gInE8xqaHMjxy_CPdf6CPVCrmC4F"
+    "UzHwQj2-WqtGfouT4yJfNGCZCzRD8AmtkBAHFCJpmHwm1C9nPsyajACYyaZCCEoAWjZN5myHkJHnaED1"
+    "d4wiRJZSmi00c-AZz2--KlqssEVkDSvTHr-MQgoiBenVscRtef3qrQf2MFYnZOTBZgweDxIDACFg-YJV"
+    "brdNIk6xurhB3Q--zEcark3QGj2_rWMJd0Ik0IcpVm8Urk9iUtVhliKO7gMM_K_0R7jUK7ImpUqZOylc"
+    "vNAXyLOPucVRrhdw_CU8c4Bx_NqQZ1WSVEgrXB2rs0cZ_B7THDznvQsW4hXyHTDBIgC0fl9QsV00_GT5"
+    "ntiF8FYCWbEHc2ns8y1dDBtBK_DCZLf4DSVy_2q9fRiEbs50kIYqZmEq4ha75mEsWyBV5ZrBAuUFZmgE"
+    "QOq3BGIdEzbOlkeovMsMf_HZppEf6r4axICZ6XDchsDYBAhSuMH2e5uLhVtJqQV7FBXKBtSI04spHAge"
+    "BPZbz2BubAS_EEdOE9MdQlZVrXYRkzeufp0qexNaB3YO5oZiiZF0H8uO11BBA0uVcOow8hqdM52pmX-a"
+    "fJqRG5M"
+)
+
+
+def test_a_token_deflated_by_zlib_before_still_decrypts() -> None:
+    cipher = FieldCipher(OLD_KEY)
+
+    assert cipher.decrypt(ZLIB_TOKEN, field=FIELD) == LONG_JSON
+    # Same format, same size within a few bytes: only the speed changed
+    ours = cipher.encrypt(LONG_JSON, field=FIELD, deflate=True)
+    assert ours[:12] == ZLIB_TOKEN[:12]  # z1.<key id>.
+    assert abs(len(ours) - len(ZLIB_TOKEN)) < 40
+
+
 def test_a_rotated_cipher_decrypts_deflated_tokens_of_the_old_key() -> None:
     old = FieldCipher(OLD_KEY)
     token = old.encrypt(LONG_JSON, field=FIELD, deflate=True)
