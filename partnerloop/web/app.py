@@ -143,15 +143,11 @@ class PartnerloopApp:
         """A GET of `url` answered without the ASGI round when it is the common
         click: /r/{code} on a Host already seen to be the installation's, its link
         cached (RedirectApp.click_now). False, with nothing done, for anything else."""
-        if not (url.startswith(_CLICK_PREFIX) and self._first_header_decides):
+        if not url.startswith(_CLICK_PREFIX):
             return False
-        for name, value in headers:
-            if name == b"host":  # the first decides, as in __call__
-                if value not in self._known_raw:
-                    return False
-                break
-        else:
-            return False  # no Host: the usual way decides
+        raw_host = self.hosts.raw_host_in(headers)  # X-Forwarded-Host behind a trusted proxy
+        if raw_host is None or raw_host not in self._known_raw:
+            return False  # no Host, or one not seen yet: the usual way decides
         path, _, query = url.partition(b"?")
         if b"%" in path or b"#" in query:  # escapes and fragments: the usual way decodes them
             return False

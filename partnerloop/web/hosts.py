@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,8 +104,12 @@ class HostRouting:
 
     def raw_host(self, scope: Scope) -> bytes | None:
         """The Host header as sent (X-Forwarded-Host instead behind a trusted proxy)."""
+        return self.raw_host_in(scope.get("headers", ()))
+
+    def raw_host_in(self, headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+        """raw_host of a request's (lower-cased name, value) header pairs."""
         host = None
-        for name, value in scope.get("headers", ()):
+        for name, value in headers:
             if name == b"host":
                 host = value
                 if not self.trusts_forwarded:

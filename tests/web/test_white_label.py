@@ -367,6 +367,48 @@ def test_behind_a_proxy_the_forwarded_host_decides(server: Server, proxied: Serv
     assert (own_host.json()["code"], own_host.json()["field"]) == ("host_reserved", "portal_domain")
 
 
+def test_behind_a_proxy_clicks_are_answered_in_place_by_the_forwarded_host(
+    server: Server, proxied: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # serve's HTTP front (web/front.py) decides by the same host as the app
+    said: list[bool] = []
+    original = proxied.app.click_now
+
+    def spy(*args: Any) -> bool:
+        said.append(original(*args))
+        return said[-1]
+
+    monkeypatch.setattr(proxied.app, "click_now", spy)
+    with server.client() as api:
+        program = create_program_api(api)
+        code = create_link_api(api, program["id"], create_affiliate_api(api, program["id"])["id"])[
+            "code"
+        ]
+    answers = []
+    with proxied.client() as api:
+        for forwarded_host in ("pl.example.org", "pl.example.org", "nobody.example"):
+            answers.append(
+                api.get(
+                    f"/r/{code}",
+                    headers={
+                        "Host": "127.0.0.1",
+                        "X-Forwarded-Host": forwarded_host,
+                        "X-Forwarded-For": "198.51.100.7, 10.0.0.1",
+                    },
+                )
+            )
+    # The first loads the link, the second is answered in place, the third is not
+    # this installation's host (offered, declined, and 404 the usual way)
+    assert said == [False, True, False]
+    assert [answer.status_code for answer in answers] == [302, 302, 404]
+    click_id = parse_qs(urlsplit(answers[1].headers["location"]).query)["plclid"][0]
+    with proxied.runtime.sessions() as db:
+        click = db.get(Click, click_id)
+        assert click is not None
+        assert click.ip_enc is not None
+        assert proxied.runtime.cipher.decrypt(click.ip_enc, field="click.ip") == "198.51.100.7"
+
+
 def test_allowed_hosts_setting() -> None:
     base = {"PARTNERLOOP_DATA_DIR": "/tmp/pl-hosts"}
 
