@@ -59,11 +59,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
-def make_engine(database_url: str, *, pool_size: int = 10, poll_for_lock: bool = False) -> Engine:
+def make_engine(
+    database_url: str,
+    *,
+    pool_size: int = 10,
+    poll_for_lock: bool = False,
+    pre_ping: bool = True,
+) -> Engine:
     """`poll_for_lock` (SQLite): a write transaction waiting for another process's
     write lock tries again every half millisecond (see _begin_immediate) instead
     of sleeping in SQLite's steps of up to 100 ms; for the store's process, whose
-    writes clients are waiting on."""
+    writes clients are waiting on. `pre_ping` (PostgreSQL): a round trip on every
+    checkout to find connections the server dropped; the store does without (a
+    batch on a dropped connection is tried again, core/groupcommit.py)."""
     if database_url.startswith("sqlite"):
         engine = create_engine(
             database_url,
@@ -78,7 +86,7 @@ def make_engine(database_url: str, *, pool_size: int = 10, poll_for_lock: bool =
         database_url,
         pool_size=pool_size,
         max_overflow=20,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
     )
 
 

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from partnerloop.core.db import transaction
@@ -38,23 +39,41 @@ def commit_together(
     sessions: sessionmaker[Session], write: Write[Item, Result], items: Sequence[Item]
 ) -> list[Result | BaseException]:
     """Write `items` in one transaction; if it fails, each item alone. One outcome
-    per item, in order; an item whose own transaction failed gets the exception."""
+    per item, in order; an item whose own transaction failed gets the exception.
+    A batch that met a connection the database had dropped is first tried once
+    more as a whole (the store's engine does not ping before each batch)."""
     try:
-        with transaction(sessions) as session:
-            outcomes = list(write(session, items))
-        if len(outcomes) != len(items):
-            raise ValueError(f"{len(outcomes)} outcomes for {len(items)} items")
-        return outcomes
+        return _together(sessions, write, items)
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            failure: Exception = error
+        else:  # a restart, an idle timeout: SQLAlchemy has discarded the connection
+            log.warning("the database connection was lost; trying the batch again")
+            try:
+                return _together(sessions, write, items)
+            except Exception as again:
+                failure = again
     except Exception as error:
-        if len(items) == 1:
-            return [error]
-        # One item may be the cause: each alone, so only its caller fails.
-        log.exception("a batch of %d writes failed; retrying each alone", len(items))
-    outcomes = []
+        failure = error
+    if len(items) == 1:
+        return [failure]
+    # One item may be the cause: each alone, so only its caller fails.
+    log.error("a batch of %d writes failed; retrying each alone", len(items), exc_info=failure)
+    outcomes: list[Result | BaseException] = []
     for item in items:
         try:
             with transaction(sessions) as session:
                 outcomes.extend(write(session, [item]))
         except Exception as error:
             outcomes.append(error)
+    return outcomes
+
+
+def _together(
+    sessions: sessionmaker[Session], write: Write[Item, Result], items: Sequence[Item]
+) -> list[Result | BaseException]:
+    with transaction(sessions) as session:
+        outcomes = list(write(session, items))
+    if len(outcomes) != len(items):
+        raise ValueError(f"{len(outcomes)} outcomes for {len(items)} items")
     return outcomes

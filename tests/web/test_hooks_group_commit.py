@@ -5,18 +5,19 @@ signed mixed together; and the batch commit itself, driven directly."""
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from starlette.testclient import TestClient
 
 from partnerloop.core.clock import utcnow
-from partnerloop.core.db import transaction
+from partnerloop.core.db import make_engine, make_sessionmaker, transaction
 from partnerloop.core.errors import Unauthorized
 from partnerloop.core.groupcommit import commit_together
 from partnerloop.integrations import connectors
@@ -24,7 +25,7 @@ from partnerloop.runtime import Runtime
 from partnerloop.sync import service as sync
 from partnerloop.sync.models import InboundEvent
 from partnerloop.web.app import create_app
-from tests.conftest import Server
+from tests.conftest import Backend, Server
 from tests.factories.connectors import hook_path
 from tests.factories.shopify import deliver, paid_order, setup, sign
 from tests.support import aio
@@ -166,6 +167,34 @@ def test_one_poisonous_write_fails_only_its_caller(runtime: Runtime, size: int) 
         stored = set(db.scalars(select(InboundEvent.id).where(InboundEvent.source == "test-group")))
     assert {r for r in results if isinstance(r, str)} <= stored
     assert len({r for r in results if isinstance(r, str)}) == 8
+
+
+def test_a_batch_on_a_connection_the_database_dropped_is_tried_again_whole(
+    backend: Backend, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    if backend.name != "postgresql":
+        pytest.skip("SQLite has no server to drop a connection")
+    # Given the store's kind of engine (no ping before a checkout), its one
+    # connection pooled after a batch, then ended by the server
+    engine = make_engine(backend.database_url, pool_size=1, pre_ping=False)
+    sessions = make_sessionmaker(engine)
+    write = _table_writer(runtime, refuse=set(), poison=set())
+    try:
+        assert isinstance(commit_together(sessions, write, [1])[0], str)
+        with engine.connect() as pooled:
+            pid = pooled.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with runtime.engine.connect() as admin:
+            assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        # When the next batch, of one, meets the dropped connection
+        caplog.set_level(logging.WARNING, logger="partnerloop.groupcommit")
+        (outcome,) = commit_together(sessions, write, [2])
+    finally:
+        engine.dispose()
+    # Then it is stored on a new connection, not failed
+    assert isinstance(outcome, str), outcome
+    assert "connection was lost" in caplog.text
+    with runtime.sessions() as db:
+        assert db.get(InboundEvent, outcome) is not None
 
 
 def test_a_write_that_miscounts_its_outcomes_is_tried_item_by_item(runtime: Runtime) -> None:
